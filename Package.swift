@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strictSwift: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "vmctl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "vmctl", targets: ["vmctl"]),
+        .library(name: "Libvirt", targets: ["Libvirt"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // The C API of libvirt, found through pkg-config. Only `Libvirt` may import it.
+        .systemLibrary(
+            name: "CLibvirt",
+            pkgConfig: "libvirt",
+            providers: [.apt(["libvirt-dev"])]
+        ),
+        // The Swift wrapper over the C API: owns every C handle, turns errors into `LibvirtError`.
+        .target(
+            name: "Libvirt",
+            dependencies: ["CLibvirt"],
+            swiftSettings: strictSwift
+        ),
+        // Every `vmctl` command, as a library so that tests can drive it.
+        .target(
+            name: "VMCtlCommands",
+            dependencies: [
+                "Libvirt",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "vmctl",
+            dependencies: ["VMCtlCommands"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LibvirtTests",
+            dependencies: ["Libvirt"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "VMCtlCommandsTests",
+            dependencies: ["VMCtlCommands", "Libvirt"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Libvirt", "VMCtlCommands"],
+            swiftSettings: strictSwift
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
