@@ -43,8 +43,10 @@ enum Runtime {
 final class BlockingCalls: @unchecked Sendable {
     static let shared = BlockingCalls()
 
+    private typealias Job = @Sendable () -> Void
+
     private let condition = NSCondition()
-    private var jobs: [@Sendable () -> Void] = []
+    private var jobs: [Job?] = []
     private var next = 0
     private var idle = 0
     private let idleLimit = 8
@@ -53,38 +55,44 @@ final class BlockingCalls: @unchecked Sendable {
     func submit(_ job: @escaping @Sendable () -> Void) {
         condition.lock()
         jobs.append(job)
-        if idle > jobs.count - next - 1 {
-            condition.signal()
-        } else {
-            let thread = Thread { [self] in work() }
-            thread.name = "libvirt-call"
+        let spawn = idle < jobs.count - next
+        if !spawn { condition.signal() }
+        condition.unlock()
+        if spawn {
+            let thread = Thread { [self] in
+                Thread.current.name = "libvirt-call"
+                work()
+            }
             thread.start()
         }
-        condition.unlock()
     }
 
     private func work() {
-        condition.lock()
-        while true {
-            while next == jobs.count {
-                if idle >= idleLimit {
-                    condition.unlock()
-                    return
-                }
-                idle += 1
-                condition.wait()
-                idle -= 1
-            }
-            let job = jobs[next]
-            next += 1
-            if next == jobs.count {
-                jobs.removeAll(keepingCapacity: true)
-                next = 0
-            }
-            condition.unlock()
+        while let job = take() {
             job()
-            condition.lock()
+            // `job` is released here, outside the lock: releasing what it captured can run a
+            // deinit that submits work (Connection closes itself that way).
         }
+    }
+
+    /// The next job, waiting for one while fewer than `idleLimit` threads wait; `nil` tells the
+    /// thread to end.
+    private func take() -> Job? {
+        condition.lock()
+        defer { condition.unlock() }
+        while next == jobs.count {
+            if idle >= idleLimit { return nil }
+            idle += 1
+            condition.wait()
+            idle -= 1
+        }
+        let job = jobs[next].take()
+        next += 1
+        if next == jobs.count {
+            jobs.removeAll(keepingCapacity: true)
+            next = 0
+        }
+        return job
     }
 }
 

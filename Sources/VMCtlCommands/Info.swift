@@ -1,0 +1,120 @@
+public import ArgumentParser
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+public import Libvirt
+
+/// `vmctl info`: what is at the other end of the connection.
+public struct Info: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        abstract: "Show the connection, libvirt and hypervisor versions, KVM, and object counts.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+
+    public init() {}
+
+    public func run() async throws {
+        let connection = try await global.connect()
+        let report = try await InfoReport.gather(from: connection)
+        Output.write(try Output.render(report, as: format))
+    }
+}
+
+/// What `vmctl info` reports. Its JSON form is part of vmctl's documented output (docs/cli.md).
+public struct InfoReport: Codable, Sendable, Equatable, TextRenderable {
+    public var uri: String
+    public var hostname: String
+    /// libvirt on the daemon side.
+    public var libvirtVersion: Version
+    /// The hypervisor driver's name (`QEMU`, `TEST`) and the hypervisor's version.
+    public var hypervisor: Hypervisor
+    /// Whether libvirt offers the `kvm` domain type for the host's architecture, that is, QEMU
+    /// can use /dev/kvm there.
+    public var kvm: Bool
+    public var domains: Count
+    public var networks: Count
+    public var storagePools: Count
+
+    public struct Hypervisor: Codable, Sendable, Equatable {
+        public var type: String
+        public var version: Version
+    }
+
+    /// How many objects exist, and how many of them are active (running).
+    public struct Count: Codable, Sendable, Equatable {
+        public var total: Int
+        public var active: Int
+    }
+
+    /// Asks libvirt for everything the report holds.
+    public static func gather(from connection: Connection) async throws(VMCtlError) -> InfoReport {
+        do {
+            async let uri = connection.uri()
+            async let hostname = connection.hostname()
+            async let libvirtVersion = connection.libvirtVersion()
+            async let type = connection.hypervisorType()
+            async let version = connection.hypervisorVersion()
+            async let capabilities = connection.capabilities()
+            async let domains = connection.domains()
+            async let activeDomains = connection.domains(.active)
+            async let networks = connection.networks()
+            async let activeNetworks = connection.networks(.active)
+            async let pools = connection.storagePools()
+            async let activePools = connection.storagePools(.active)
+            return InfoReport(
+                uri: try await uri,
+                hostname: try await hostname,
+                libvirtVersion: try await libvirtVersion,
+                hypervisor: Hypervisor(type: try await type, version: try await version),
+                kvm: HostCapabilities(xml: try await capabilities).offersKVM,
+                domains: Count(total: try await domains.count, active: try await activeDomains.count),
+                networks: Count(total: try await networks.count, active: try await activeNetworks.count),
+                storagePools: Count(total: try await pools.count, active: try await activePools.count))
+        } catch let error as LibvirtError {
+            throw VMCtlError(while: "read the host's information", error)
+        } catch {
+            throw VMCtlError("cannot read the host's information: \(error)")
+        }
+    }
+
+    var text: String {
+        Output.table([
+            ("uri", uri),
+            ("hostname", hostname),
+            ("libvirt", libvirtVersion.description),
+            ("hypervisor", "\(hypervisor.type) \(hypervisor.version)"),
+            ("kvm", kvm ? "yes" : "no"),
+            ("domains", "\(domains.total) (\(domains.active) running)"),
+            ("networks", "\(networks.total) (\(networks.active) active)"),
+            ("storage pools", "\(storagePools.total) (\(storagePools.active) active)"),
+        ])
+    }
+}
+
+/// The parts of libvirt's capabilities XML that vmctl uses.
+public struct HostCapabilities: Sendable, Equatable {
+    /// The host's architecture (`/capabilities/host/cpu/arch`).
+    public var hostArchitecture: String?
+    /// The domain types offered for guests of the host's architecture (`qemu`, `kvm`, ...).
+    public var domainTypes: Set<String>
+
+    /// Parses `virConnectGetCapabilities` output; anything unreadable reads as "nothing offered".
+    public init(xml: String) {
+        guard let document = try? XMLDocument(xmlString: xml) else {
+            hostArchitecture = nil
+            domainTypes = []
+            return
+        }
+        let arch = (try? document.nodes(forXPath: "/capabilities/host/cpu/arch"))?.first?.stringValue
+        hostArchitecture = arch
+        let path = "/capabilities/guest/arch[@name='\(arch ?? "")']/domain/@type"
+        domainTypes = Set(((try? document.nodes(forXPath: path)) ?? []).compactMap(\.stringValue))
+    }
+
+    /// Whether QEMU can use KVM for guests of the host's architecture.
+    public var offersKVM: Bool { domainTypes.contains("kvm") }
+}

@@ -1,0 +1,9 @@
+import VMCtlCommands
+
+/// The executable is only this: every command lives in VMCtlCommands.
+@main
+enum Entry {
+    static func main() async {
+        await VMCtl.main()
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+@testable import Libvirt
+
+@Suite("Connection")
+struct ConnectionTests {
+    @Test("reports URI, driver, versions, hostname and capabilities")
+    func describesItself() async throws {
+        let connection = try await TestDriver.connect()
+        #expect(try await connection.uri() == "test:///default")
+        #expect(try await connection.hypervisorType() == "TEST")
+        #expect(try await connection.libvirtVersion() >= Version(major: 9, minor: 0, release: 0))
+        #expect(Connection.libraryVersion >= Version(major: 9, minor: 0, release: 0))
+        #expect(try await connection.hostname() == ProcessInfo.processInfo.hostName)
+        #expect(try await connection.capabilities().contains("<capabilities>"))
+        #expect(try await connection.isAlive())
+    }
+
+    @Test("keepalive is reported unsupported by a local driver")
+    func keepAliveUnsupported() async throws {
+        let connection = try await TestDriver.connect()
+        // libvirt answers "not supported by the other side" for drivers without keepalive.
+        #expect(try await connection.setKeepAlive(interval: 5, count: 3) == false)
+    }
+
+    @Test("a URI no driver serves throws, with libvirt's message")
+    func unknownURI() async throws {
+        let error = await #expect(throws: LibvirtError.self) {
+            _ = try await Connection.open("nosuchdriver:///nowhere?socket=/nonexistent/sock")
+        }
+        #expect(error?.message.contains("/nonexistent/sock") == true)
+    }
+
+    @Test("versions decode from libvirt's integer form and compare")
+    func versions() throws {
+        let version = Version(encoded: 9_000_000 + 7_002)
+        #expect(version == Version(major: 9, minor: 7, release: 2))
+        #expect(version.description == "9.7.2")
+        #expect(Version(major: 9, minor: 0, release: 0) < version)
+        let json = try JSONEncoder().encode(version)
+        #expect(String(decoding: json, as: UTF8.self) == "\"9.7.2\"")
+        #expect(try JSONDecoder().decode(Version.self, from: json) == version)
+    }
+
+    @Test("errors of concurrent failing calls are captured per thread, none mixed up")
+    func errorsStayWithTheirCall() async throws {
+        let connection = try await TestDriver.connect()
+        let names = (0..<64).map { "missing-\($0)" }
+        let messages = try await withThrowingTaskGroup(of: (String, LibvirtError?).self) { group in
+            for name in names {
+                group.addTask {
+                    do throws(LibvirtError) {
+                        _ = try await connection.network(named: name)
+                        return (name, nil)
+                    } catch {
+                        return (name, error)
+                    }
+                }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        for name in names {
+            let error = try #require(messages[name] ?? nil, "lookup of \(name) did not fail")
+            #expect(error.code == .noNetwork)
+            #expect(error.message.contains("'\(name)'"), "message for \(name): \(error.message)")
+        }
+    }
+
+    @Test("blocking calls run on dedicated threads, not on the cooperative pool")
+    func blockingThreads() async throws {
+        let name = await blocking { Thread.current.name }
+        #expect(name == "libvirt-call")
+        // Many calls blocked at once still all finish: the pool grows instead of starving.
+        let gate = DispatchSemaphore(value: 0)
+        async let waiters: [Int] = withTaskGroup(of: Int.self) { group in
+            for index in 0..<16 { group.addTask { await blocking { gate.wait(); return index } } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        for _ in 0..<16 { gate.signal() }
+        #expect(await waiters.sorted() == Array(0..<16))
+    }
+}
