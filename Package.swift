@@ -43,6 +43,12 @@ let package = Package(
             dependencies: ["VMCtlCommands"],
             swiftSettings: strictSwift
         ),
+        // Helpers shared by the test targets (running the built vmctl, and so on).
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport",
+            swiftSettings: strictSwift
+        ),
         .testTarget(
             name: "LibvirtTests",
             dependencies: ["Libvirt"],
@@ -50,12 +56,12 @@ let package = Package(
         ),
         .testTarget(
             name: "VMCtlCommandsTests",
-            dependencies: ["VMCtlCommands", "Libvirt"],
+            dependencies: ["VMCtlCommands", "Libvirt", "TestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Libvirt", "VMCtlCommands"],
+            dependencies: ["Libvirt", "VMCtlCommands", "TestSupport"],
             swiftSettings: strictSwift
         ),
     ],

@@ -104,15 +104,24 @@ public struct HostCapabilities: Sendable, Equatable {
 
     /// Parses `virConnectGetCapabilities` output; anything unreadable reads as "nothing offered".
     public init(xml: String) {
-        guard let document = try? XMLDocument(xmlString: xml) else {
+        // FoundationXML accepts some non-XML as a document without a root; XPath on such a
+        // document crashes, so walk the elements instead.
+        guard let document = try? XMLDocument(xmlString: xml),
+              let root = document.rootElement(), root.name == "capabilities"
+        else {
             hostArchitecture = nil
             domainTypes = []
             return
         }
-        let arch = (try? document.nodes(forXPath: "/capabilities/host/cpu/arch"))?.first?.stringValue
+        func children(_ element: XMLElement, _ name: String) -> [XMLElement] { element.elements(forName: name) }
+        let arch = root.elements(forName: "host").flatMap { children($0, "cpu") }.flatMap { children($0, "arch") }.first?.stringValue
         hostArchitecture = arch
-        let path = "/capabilities/guest/arch[@name='\(arch ?? "")']/domain/@type"
-        domainTypes = Set(((try? document.nodes(forXPath: path)) ?? []).compactMap(\.stringValue))
+        domainTypes = Set(
+            root.elements(forName: "guest")
+                .flatMap { children($0, "arch") }
+                .filter { $0.attribute(forName: "name")?.stringValue == arch }
+                .flatMap { children($0, "domain") }
+                .compactMap { $0.attribute(forName: "type")?.stringValue })
     }
 
     /// Whether QEMU can use KVM for guests of the host's architecture.

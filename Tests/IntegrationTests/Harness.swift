@@ -1,0 +1,104 @@
+import Foundation
+import Libvirt
+import Testing
+import TestSupport
+
+/// Every integration suite nests in this one, so that they run one at a time: they share one
+/// libvirtd (counts must not move under a test) and a 2-core machine (one TCG guest at a time).
+@Suite("Integration", .serialized)
+enum Integration {}
+
+/// The private libvirtd that scripts/test starts (scripts/harness) and the test guest
+/// (scripts/build-test-guest). The integration tests never skip: without them they fail and say
+/// how to run them.
+struct Harness {
+    /// `qemu:///system?socket=...` of the harness's libvirtd.
+    let uri: String
+    /// The harness's network namespace, where bridges and guests live.
+    let netns: String
+    /// A scratch directory of the harness (removed by `scripts/harness stop`).
+    let directory: URL
+    let kernel: String
+    let initrd: String
+
+    static func require() throws -> Harness {
+        let environment = ProcessInfo.processInfo.environment
+        func value(_ name: String) throws -> String {
+            guard let value = environment[name], !value.isEmpty else {
+                throw TestSupportError(
+                    "\(name) is not set: the integration tests need the private libvirtd; run them with scripts/test")
+            }
+            return value
+        }
+        let guest = try value("VMCTL_TEST_GUEST")
+        return Harness(
+            uri: try value("VMCTL_CONNECT"),
+            netns: try value("VMCTL_HARNESS_NETNS"),
+            directory: URL(fileURLWithPath: try value("VMCTL_HARNESS_DIR")),
+            kernel: guest + "/vmlinuz",
+            initrd: guest + "/initrd.img")
+    }
+
+    func connect() async throws -> Connection {
+        try await Connection.open(uri)
+    }
+
+    /// A directory of the harness's for one test.
+    func scratch(_ name: String) throws -> URL {
+        let url = directory.appendingPathComponent("tests").appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// Runs `ip` inside the harness's network namespace.
+    func ip(_ arguments: String...) throws -> ProcessResult {
+        try runProcess("/usr/sbin/ip", ["-n", netns] + arguments)
+    }
+}
+
+/// A short random suffix, so that reruns and leftovers never collide.
+func uniqueSuffix() -> String {
+    String(UUID().uuidString.prefix(6).lowercased())
+}
+
+/// Polls `condition` until it yields a value or `timeout` passes.
+func eventually<T>(
+    timeout: Duration, every interval: Duration = .milliseconds(250),
+    _ condition: () async throws -> T?
+) async throws -> T? {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        if let value = try await condition() { return value }
+        if ContinuousClock.now >= deadline { return nil }
+        try await Task.sleep(for: interval)
+    }
+}
+
+/// Records every event of a stream, so that a test can wait for the one it expects.
+actor EventRecorder {
+    private(set) var events: [DomainEvent] = []
+    private var reader: Task<Void, Never>?
+
+    init(_ stream: AsyncStream<DomainEvent>) {
+        reader = nil
+        Task { await self.read(stream) }
+    }
+
+    private func read(_ stream: AsyncStream<DomainEvent>) {
+        reader = Task {
+            for await event in stream { self.append(event) }
+        }
+    }
+
+    private func append(_ event: DomainEvent) { events.append(event) }
+
+    /// Waits up to `timeout` for an event about `domain` of `kind`.
+    nonisolated func wait(for kind: DomainEvent.Kind, of domain: UUID, timeout: Duration = .seconds(30)) async throws -> DomainEvent? {
+        try await eventually(timeout: timeout) {
+            await self.events.first { $0.domainUUID == domain && $0.kind == kind }
+        }
+    }
+
+    /// Ends the registration with libvirt.
+    func stop() { reader?.cancel() }
+}

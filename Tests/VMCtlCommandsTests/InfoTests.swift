@@ -1,0 +1,106 @@
+import Foundation
+import Libvirt
+import Testing
+import TestSupport
+@testable import VMCtlCommands
+
+@Suite("vmctl info")
+struct InfoTests {
+    @Test("the report gathered from the test driver matches what it holds")
+    func gather() async throws {
+        let connection = try await Connection.open("test:///default")
+        let report = try await InfoReport.gather(from: connection)
+        #expect(report.uri == "test:///default")
+        #expect(report.hypervisor.type == "TEST")
+        #expect(report.libvirtVersion >= Version(major: 9, minor: 0, release: 0))
+        // test:///default starts with one running domain, one active network, one active pool.
+        #expect(report.domains.total >= 1 && report.domains.active >= 1)
+        #expect(report.networks.active >= 1)
+        #expect(report.storagePools.active >= 1)
+        #expect(report.kvm == false)
+    }
+
+    @Test("text output is aligned key: value lines; JSON has sorted keys")
+    func rendering() throws {
+        let report = InfoReport(
+            uri: "qemu:///system", hostname: "host1",
+            libvirtVersion: Version(major: 9, minor: 0, release: 0),
+            hypervisor: .init(type: "QEMU", version: Version(major: 7, minor: 2, release: 0)),
+            kvm: true, domains: .init(total: 3, active: 1), networks: .init(total: 2, active: 2),
+            storagePools: .init(total: 1, active: 0))
+        let text = try Output.render(report, as: .text)
+        #expect(text == """
+            uri:            qemu:///system
+            hostname:       host1
+            libvirt:        9.0.0
+            hypervisor:     QEMU 7.2.0
+            kvm:            yes
+            domains:        3 (1 running)
+            networks:       2 (2 active)
+            storage pools:  1 (0 active)
+
+            """)
+        let json = try Output.render(report, as: .json)
+        let keys = json.split(separator: "\n").filter { $0.hasPrefix("  \"") }.map { $0.split(separator: "\"")[1] }
+        #expect(keys == ["domains", "hostname", "hypervisor", "kvm", "libvirtVersion", "networks", "storagePools", "uri"])
+        #expect(try JSONDecoder().decode(InfoReport.self, from: Data(json.utf8)) == report)
+    }
+
+    @Test("KVM is read from the guest domain types of the host's architecture")
+    func capabilities() {
+        let withKVM = HostCapabilities(xml: """
+            <capabilities><host><cpu><arch>x86_64</arch></cpu></host>
+              <guest><os_type>hvm</os_type><arch name='i686'><domain type='qemu'/></arch></guest>
+              <guest><os_type>hvm</os_type><arch name='x86_64'><domain type='qemu'/><domain type='kvm'/></arch></guest>
+            </capabilities>
+            """)
+        #expect(withKVM.hostArchitecture == "x86_64")
+        #expect(withKVM.domainTypes == ["qemu", "kvm"])
+        #expect(withKVM.offersKVM)
+
+        let kvmOnlyForOtherArch = HostCapabilities(xml: """
+            <capabilities><host><cpu><arch>x86_64</arch></cpu></host>
+              <guest><arch name='aarch64'><domain type='kvm'/></arch></guest>
+              <guest><arch name='x86_64'><domain type='qemu'/></arch></guest></capabilities>
+            """)
+        #expect(!kvmOnlyForOtherArch.offersKVM)
+        #expect(!HostCapabilities(xml: "not xml").offersKVM)
+    }
+}
+
+@Suite("vmctl command line")
+struct CommandLineTests {
+    @Test("--connect, then VMCTL_CONNECT, then qemu:///system")
+    func connectPrecedence() throws {
+        #expect(try GlobalOptions.parse(["--connect", "test:///default"]).uri == "test:///default")
+        let fromEnvironment = try runVMCtl(["info", "--format", "json"], environment: ["VMCTL_CONNECT": "test:///default"])
+        #expect(fromEnvironment.status == 0, "\(fromEnvironment.standardError)")
+        #expect(fromEnvironment.standardOutput.contains("\"uri\" : \"test:///default\""))
+    }
+
+    @Test("a connection failure exits 1 with one line naming the URI and what to do")
+    func connectionFailure() throws {
+        let uri = "qemu:///system?socket=/nonexistent/vmctl.sock"
+        let result = try runVMCtl(["info", "--connect", uri])
+        #expect(result.status == 1)
+        #expect(result.standardOutput.isEmpty)
+        let lines = result.standardError.split(separator: "\n")
+        #expect(lines.count == 1, "\(result.standardError)")
+        #expect(result.standardError.contains(uri))
+        #expect(result.standardError.contains("--connect"))
+    }
+
+    @Test("a bad option value is a usage error: exit 64, naming the value")
+    func usageError() throws {
+        let result = try runVMCtl(["info", "--format", "yaml"])
+        #expect(result.status == 64)
+        #expect(result.standardOutput.isEmpty)
+        #expect(result.standardError.contains("'yaml'"))
+    }
+
+    @Test("user-facing errors are one line, whatever libvirt's message holds")
+    func oneLineErrors() {
+        let error = VMCtlError("cannot do it: first\nsecond", hint: "try again")
+        #expect(error.description == "cannot do it: first second; try again")
+    }
+}
