@@ -125,8 +125,11 @@ public final class Connection: @unchecked Sendable {
 
 /// A libvirt version, such as 9.0.0.
 public struct Version: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
+    /// The major version (9 in 9.0.0).
     public var major: Int
+    /// The minor version.
     public var minor: Int
+    /// The release (micro) version.
     public var release: Int
 
     /// Creates a version from its parts.

@@ -223,10 +223,15 @@ extension Domain {
 
     /// What `virDomainGetInfo` reports.
     public struct Info: Sendable, Hashable {
+        /// The run state (`virDomainInfo.state`).
         public var state: State
+        /// The most memory the domain may have, in KiB (`maxMem`).
         public var maxMemoryKiB: UInt64
+        /// The memory the domain has now, in KiB (`memory`).
         public var memoryKiB: UInt64
+        /// The number of virtual CPUs (`nrVirtCpu`).
         public var vcpus: Int
+        /// CPU time used, in nanoseconds (`cpuTime`).
         public var cpuTimeNanoseconds: UInt64
     }
 
@@ -303,14 +308,20 @@ extension Domain {
 
     /// One guest network interface and its addresses (`virDomainInterface`).
     public struct Interface: Sendable, Hashable {
+        /// The interface's name: in the guest (agent) or on the host (`vnet0`, lease and ARP).
         public var name: String
+        /// The interface's MAC address, when known (`hwaddr`).
         public var mac: String?
+        /// The interface's addresses (`addrs`).
         public var addresses: [Address]
 
         /// One address of an interface (`virDomainIPAddress`).
         public struct Address: Sendable, Hashable {
+            /// IPv4 or IPv6 (`type`).
             public var family: AddressFamily
+            /// The address, as text (`addr`).
             public var address: String
+            /// The prefix length (`prefix`).
             public var prefix: Int
         }
     }

@@ -217,13 +217,17 @@ public struct DHCPLease: Sendable, Hashable {
     public var interface: String
     /// When the lease runs out.
     public var expiry: Date
+    /// IPv4 or IPv6 (`type`).
     public var family: AddressFamily
     /// The client's MAC address (IPv4 leases).
     public var mac: String?
     /// The IAID of an IPv6 lease.
     public var iaid: String?
+    /// The leased address (`ipaddr`).
     public var address: String
+    /// The subnet's prefix length (`prefix`).
     public var prefix: Int
+    /// The host name the client sent, if any (`hostname`).
     public var hostname: String?
     /// The client ID (IPv4) or DUID (IPv6).
     public var clientID: String?

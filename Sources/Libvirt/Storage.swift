@@ -133,9 +133,13 @@ public final class StoragePool: @unchecked Sendable {
 
     /// What `virStoragePoolGetInfo` reports, sizes in bytes.
     public struct Info: Sendable, Hashable {
+        /// Whether the pool is running (`VIR_STORAGE_POOL_RUNNING`).
         public var isRunning: Bool
+        /// The pool's total size (`capacity`).
         public var capacity: UInt64
+        /// The space its volumes use (`allocation`).
         public var allocation: UInt64
+        /// The space left (`available`).
         public var available: UInt64
     }
 
@@ -272,7 +276,9 @@ public final class StorageVolume: @unchecked Sendable {
     public struct Info: Sendable, Hashable {
         /// A plain file (as opposed to a block device, directory or network volume).
         public var isFile: Bool
+        /// The size the guest sees (`capacity`).
         public var capacity: UInt64
+        /// The space the volume takes on the host (`allocation`).
         public var allocation: UInt64
     }
 }
