@@ -11,5 +11,8 @@ public struct VMCtl: AsyncParsableCommand {
         subcommands: [Info.self]
     )
 
+    /// `--connect` given before the subcommand: `vmctl --connect URI info`.
+    @OptionGroup var global: GlobalOptions
+
     public init() {}
 }

@@ -21,12 +21,7 @@ extension Integration {
             let scratch = try harness.scratch(id)
 
             // Storage: a dir pool, a base image and a qcow2 v3 overlay backed by it.
-            let pool = try await connection.defineStoragePool(xml: """
-                <pool type='dir'><name>it-pool-\(id)</name>
-                  <target><path>\(scratch.appendingPathComponent("pool").path)</path></target></pool>
-                """)
-            try await pool.build()
-            try await pool.start()
+            let pool = try await harness.makeDirPool("it-pool-\(id)", in: scratch, on: connection)
             let base = try await pool.createVolume(xml: """
                 <volume><name>base.qcow2</name><capacity unit='MiB'>64</capacity>
                   <target><format type='qcow2'/></target></volume>
@@ -124,9 +119,7 @@ extension Integration {
             try await base.delete()
             #expect(try await pool.volumes().isEmpty)
             #expect(!FileManager.default.fileExists(atPath: overlayPath))
-            try await pool.destroy()
-            try await pool.delete()
-            try await pool.undefine()
+            try await harness.removeDirPool(pool)
             #expect(try await !connection.storagePools().map(\.name).contains("it-pool-\(id)"))
             #expect(!FileManager.default.fileExists(atPath: scratch.appendingPathComponent("pool").path))
         }
@@ -137,12 +130,7 @@ extension Integration {
             let connection = try await harness.connect()
             let id = uniqueSuffix()
             let scratch = try harness.scratch(id)
-            let pool = try await connection.defineStoragePool(xml: """
-                <pool type='dir'><name>it-upload-\(id)</name>
-                  <target><path>\(scratch.appendingPathComponent("pool").path)</path></target></pool>
-                """)
-            try await pool.build()
-            try await pool.start()
+            let pool = try await harness.makeDirPool("it-upload-\(id)", in: scratch, on: connection)
             let size = 3 << 20 + 12_345  // several chunks and a partial one
             let volume = try await pool.createVolume(xml: """
                 <volume><name>data.raw</name><capacity>\(size)</capacity><target><format type='raw'/></target></volume>
@@ -165,9 +153,7 @@ extension Integration {
             #expect(missing?.message.contains("nope") == true)
 
             try await volume.delete()
-            try await pool.destroy()
-            try await pool.delete()
-            try await pool.undefine()
+            try await harness.removeDirPool(pool)
         }
 
         @Test("the QEMU driver's errors carry its code and the name that was looked up")

@@ -50,6 +50,24 @@ struct Harness {
         return url
     }
 
+    /// A started dir storage pool in the test's scratch directory.
+    func makeDirPool(_ name: String, in scratch: URL, on connection: Connection) async throws -> StoragePool {
+        let pool = try await connection.defineStoragePool(xml: """
+            <pool type='dir'><name>\(name)</name>
+              <target><path>\(scratch.appendingPathComponent("pool").path)</path></target></pool>
+            """)
+        try await pool.build()
+        try await pool.start()
+        return pool
+    }
+
+    /// Stops, deletes (its now empty directory) and undefines a pool made by `makeDirPool`.
+    func removeDirPool(_ pool: StoragePool) async throws {
+        try await pool.destroy()
+        try await pool.delete()
+        try await pool.undefine()
+    }
+
     /// Runs `ip` inside the harness's network namespace.
     func ip(_ arguments: String...) throws -> ProcessResult {
         try runProcess("/usr/sbin/ip", ["-n", netns] + arguments)

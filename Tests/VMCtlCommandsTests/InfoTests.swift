@@ -76,6 +76,11 @@ struct CommandLineTests {
         let fromEnvironment = try runVMCtl(["info", "--format", "json"], environment: ["VMCTL_CONNECT": "test:///default"])
         #expect(fromEnvironment.status == 0, "\(fromEnvironment.standardError)")
         #expect(fromEnvironment.standardOutput.contains("\"uri\" : \"test:///default\""))
+        // --connect is global: before the subcommand too, and it wins over the environment.
+        let beforeSubcommand = try runVMCtl(["--connect", "test:///default", "info", "--format", "json"],
+                                            environment: ["VMCTL_CONNECT": "qemu:///system?socket=/nonexistent/sock"])
+        #expect(beforeSubcommand.status == 0, "\(beforeSubcommand.standardError)")
+        #expect(beforeSubcommand.standardOutput.contains("\"uri\" : \"test:///default\""))
     }
 
     @Test("a connection failure exits 1 with one line naming the URI and what to do")
