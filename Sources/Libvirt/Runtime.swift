@@ -21,6 +21,8 @@ enum Runtime {
             return LibvirtError.copyLast("virEventRegisterDefaultImpl failed")
         }
         let loop = Thread {
+            // Named from inside: on Linux a thread's name is set by the thread itself.
+            Thread.current.name = "libvirt-event-loop"
             while true {
                 if virEventRunDefaultImpl() < 0 {
                     // An iteration failure is not fatal to the loop; clear the thread's error.
@@ -28,7 +30,6 @@ enum Runtime {
                 }
             }
         }
-        loop.name = "libvirt-event-loop"
         loop.start()
         return nil
     }()
