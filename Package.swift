@@ -29,6 +29,11 @@ let package = Package(
             dependencies: ["CLibvirt"],
             swiftSettings: strictSwift
         ),
+        // Pure value types: IP addresses, subnets, MACs, ranges and the pool allocator's rules.
+        .target(
+            name: "Addressing",
+            swiftSettings: strictSwift
+        ),
         // Every `vmctl` command, as a library so that tests can drive it.
         .target(
             name: "VMCtlCommands",
@@ -52,6 +57,11 @@ let package = Package(
         .testTarget(
             name: "LibvirtTests",
             dependencies: ["Libvirt"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "AddressingTests",
+            dependencies: ["Addressing"],
             swiftSettings: strictSwift
         ),
         .testTarget(

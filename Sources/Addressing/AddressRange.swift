@@ -1,0 +1,93 @@
+/// An inclusive run of addresses of one family: `203.0.113.8-203.0.113.15`, a CIDR block, or one
+/// address.
+public struct AddressRange: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
+    public let first: IPAddress
+    public let last: IPAddress
+
+    /// `nil` unless both ends are of one family and `first <= last`.
+    public init?(first: IPAddress, last: IPAddress) {
+        guard first.family == last.family, first <= last else { return nil }
+        self.first = first
+        self.last = last
+    }
+
+    /// All addresses of a subnet, network and broadcast included.
+    public init(_ subnet: Subnet) {
+        first = subnet.network
+        last = subnet.last
+    }
+
+    /// One address.
+    public init(_ address: IPAddress) {
+        first = address
+        last = address
+    }
+
+    /// Parses `CIDR`, `FIRST-LAST` or a single address.
+    public init?(_ text: some StringProtocol) {
+        if text.contains("/") {
+            guard let subnet = Subnet(text) else { return nil }
+            self.init(subnet)
+        } else if let dash = text.firstIndex(of: "-") {
+            guard let first = IPAddress(text[..<dash]), let last = IPAddress(text[text.index(after: dash)...]),
+                  let range = AddressRange(first: first, last: last)
+            else { return nil }
+            self = range
+        } else {
+            guard let address = IPAddress(text) else { return nil }
+            self.init(address)
+        }
+    }
+
+    public var family: IPAddress.Family { first.family }
+
+    /// How many addresses the range holds (saturating at `UInt128.max`).
+    public var count: UInt128 { spanCount(first.number, last.number) }
+
+    public func contains(_ address: IPAddress) -> Bool {
+        address.family == family && first <= address && address <= last
+    }
+
+    public func overlaps(_ other: AddressRange) -> Bool {
+        family == other.family && first <= other.last && other.first <= last
+    }
+
+    /// The addresses both ranges hold, if any.
+    public func intersection(_ other: AddressRange) -> AddressRange? {
+        guard overlaps(other) else { return nil }
+        return AddressRange(first: max(first, other.first), last: min(last, other.last))
+    }
+
+    public var description: String { first == last ? first.description : "\(first)-\(last)" }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { (lhs.first, lhs.last) < (rhs.first, rhs.last) }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let range = AddressRange(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an address range: \(text)"))
+        }
+        self = range
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+extension Array where Element == AddressRange {
+    /// Sorted, with overlapping and adjacent ranges of a family merged into one.
+    public func merged() -> [AddressRange] {
+        var result: [AddressRange] = []
+        for range in sorted() {
+            if let last = result.last, last.family == range.family,
+               range.first.number <= last.last.number || range.first.number - last.last.number == 1 {
+                result[result.count - 1] = AddressRange(first: last.first, last: Swift.max(last.last, range.last))!
+            } else {
+                result.append(range)
+            }
+        }
+        return result
+    }
+}

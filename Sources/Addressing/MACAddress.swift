@@ -1,0 +1,51 @@
+/// An Ethernet MAC address.
+public struct MACAddress: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
+    public let bytes: [UInt8]
+
+    /// Six bytes; `nil` otherwise.
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 6 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// Parses `52:54:00:ab:cd:ef` (either case, `-` also accepted as separator).
+    public init?(_ text: some StringProtocol) {
+        let parts = String(text).split(omittingEmptySubsequences: false, whereSeparator: { $0 == ":" || $0 == "-" }).map(String.init)
+        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 }) else { return nil }
+        let bytes = parts.compactMap { UInt8($0, radix: 16) }
+        guard bytes.count == 6 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// Lower-case, colon-separated: the form libvirt writes.
+    public var description: String {
+        bytes.map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined(separator: ":")
+    }
+
+    /// Multicast addresses (lowest bit of the first byte) cannot be a NIC's address.
+    public var isMulticast: Bool { bytes[0] & 1 == 1 }
+
+    /// The DHCPv6 client identifier vmctl reserves IPv6 addresses by: the DUID-LL (RFC 8415
+    /// section 11.4, DUID type 3, hardware type 1 = Ethernet) built from this MAC address,
+    /// `00:03:00:01:` followed by the MAC. A guest whose DHCPv6 client sends a DUID-LL of its NIC
+    /// (systemd-networkd `DUIDType=link-layer`, dhclient `-D LL`) matches it.
+    public var duidLL: String { "00:03:00:01:" + description }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let mac = MACAddress(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a MAC address: \(text)"))
+        }
+        self = mac
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
