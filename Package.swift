@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // The C API of libvirt, found through pkg-config. Only `Libvirt` may import it.
@@ -32,6 +33,12 @@ let package = Package(
         // Pure value types: IP addresses, subnets, MACs, ranges and the pool allocator's rules.
         .target(
             name: "Addressing",
+            swiftSettings: strictSwift
+        ),
+        // Pools and allocations in SQLite (GRDB): one owner per address, across processes.
+        .target(
+            name: "AllocationStore",
+            dependencies: ["Addressing", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSwift
         ),
         // Every `vmctl` command, as a library so that tests can drive it.
@@ -62,6 +69,11 @@ let package = Package(
         .testTarget(
             name: "AddressingTests",
             dependencies: ["Addressing"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "AllocationStoreTests",
+            dependencies: ["AllocationStore", "Addressing"],
             swiftSettings: strictSwift
         ),
         .testTarget(

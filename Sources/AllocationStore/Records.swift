@@ -1,0 +1,63 @@
+public import Addressing
+public import Foundation
+public import GRDB
+
+/// An address pool as the store keeps it.
+public struct Pool: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "pool"
+
+    /// The pool's name, unique in the store.
+    public var name: String
+    /// The libvirt network whose guests get the pool's addresses.
+    public var network: String
+    /// Which addresses the pool hands out (stored as JSON text).
+    public var layout: PoolLayout
+    /// Whether network, broadcast and gateway addresses may be handed out too.
+    public var allUsable: Bool
+    public var createdAt: Date
+
+    public init(name: String, network: String, layout: PoolLayout, allUsable: Bool, createdAt: Date = Date()) {
+        self.name = name
+        self.network = network
+        self.layout = layout
+        self.allUsable = allUsable
+        self.createdAt = createdAt
+    }
+
+}
+
+/// One address handed to one owner: at most one row per (network, address), ever.
+public struct Allocation: Codable, Sendable, Equatable, Hashable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "allocation"
+
+    public var id: Int64?
+    public var pool: String
+    public var network: String
+    public var address: IPAddress
+    public var family: IPAddress.Family
+    /// The owning domain's UUID, when the owner is a libvirt domain vmctl knows.
+    public var ownerUUID: UUID?
+    /// The owner's name (a domain name, or what `pool reserve --owner` was given).
+    public var ownerName: String
+    /// The NIC the address is for.
+    public var mac: MACAddress
+    public var createdAt: Date
+
+    public init(
+        pool: String, network: String, address: IPAddress, ownerUUID: UUID?, ownerName: String,
+        mac: MACAddress, createdAt: Date = Date()
+    ) {
+        self.pool = pool
+        self.network = network
+        self.address = address
+        self.family = address.family
+        self.ownerUUID = ownerUUID
+        self.ownerName = ownerName
+        self.mac = mac
+        self.createdAt = createdAt
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) {
+        id = inserted.rowID
+    }
+}

@@ -1,0 +1,156 @@
+import Addressing
+import AllocationStore
+import Foundation
+import Testing
+
+/// A store in a fresh temporary file.
+func makeStore() throws -> AllocationStore {
+    let path = FileManager.default.temporaryDirectory
+        .appendingPathComponent("vmctl-store-\(UUID().uuidString)/state.sqlite").path
+    return try AllocationStore(path: path)
+}
+
+func mac(_ last: Int) -> MACAddress { MACAddress(bytes: [0x52, 0x54, 0x00, 0x00, UInt8(last >> 8), UInt8(last & 0xff)])! }
+
+let lan = (subnet: Subnet("192.0.2.0/24")!, gateway: IPAddress("192.0.2.1"))
+
+func smallPool(_ name: String = "public", size: Int = 4, network: String = "net1") throws -> Pool {
+    let layout = try PoolLayout(
+        ranges: [AddressRange(first: IPAddress("192.0.2.10")!, last: IPAddress("192.0.2.\(9 + size)")!)!,
+                 AddressRange("2001:db8::10-2001:db8::1f")!],
+        subnets: [lan])
+    return Pool(name: name, network: network, layout: layout, allUsable: false)
+}
+
+@Suite("Allocation store")
+struct AllocationStoreTests {
+    @Test("pools are created once, listed, found and deleted")
+    func pools() throws {
+        let store = try makeStore()
+        try store.create(try smallPool("b"))
+        try store.create(try smallPool("a", network: "net2"))
+        #expect(try store.pools().map(\.name) == ["a", "b"])
+        #expect(try store.pool(named: "b").layout == (try smallPool("b")).layout)
+        #expect(throws: StoreError.poolExists("a")) { try store.create(try smallPool("a")) }
+        #expect(throws: StoreError.noSuchPool("c")) { try store.pool(named: "c") }
+        try store.deletePool(named: "a", force: false)
+        #expect(try store.pools().map(\.name) == ["b"])
+    }
+
+    @Test("the lowest free address is handed out; a requested one exactly; each with its owner")
+    func allocate() throws {
+        let store = try makeStore()
+        try store.create(try smallPool())
+        let owner = UUID()
+        let first = try store.allocate(from: "public", family: .ipv4, ownerUUID: owner, ownerName: "web", mac: mac(1))
+        #expect(first.address == IPAddress("192.0.2.10"))
+        #expect(first.ownerUUID == owner && first.ownerName == "web" && first.mac == mac(1))
+        #expect(first.network == "net1" && first.family == .ipv4 && first.id != nil)
+        let chosen = try store.allocate(from: "public", family: .ipv4, requested: IPAddress("192.0.2.12"), ownerName: "db", mac: mac(2))
+        #expect(chosen.address == IPAddress("192.0.2.12"))
+        #expect(try store.allocate(from: "public", family: .ipv4, ownerName: "c", mac: mac(3)).address == IPAddress("192.0.2.11"))
+        let v6 = try store.allocate(from: "public", family: .ipv6, ownerName: "web", mac: mac(1))
+        #expect(v6.address == IPAddress("2001:db8::10"))
+        #expect(try store.allocations(in: "public").map(\.address.description)
+                == ["192.0.2.10", "192.0.2.11", "192.0.2.12", "2001:db8::10"])
+    }
+
+    @Test("taken, outside the pool, reserved, or a MAC that already holds one: refused with the value named")
+    func refusals() throws {
+        let store = try makeStore()
+        try store.create(try smallPool())
+        _ = try store.allocate(from: "public", family: .ipv4, requested: IPAddress("192.0.2.11"), ownerName: "web", mac: mac(1))
+        #expect(throws: StoreError.addressTaken(IPAddress("192.0.2.11")!, owner: "web")) {
+            try store.allocate(from: "public", family: .ipv4, requested: IPAddress("192.0.2.11"), ownerName: "db", mac: mac(2))
+        }
+        #expect(throws: StoreError.addressOutsidePool(IPAddress("192.0.2.99")!, pool: "public")) {
+            try store.allocate(from: "public", family: .ipv4, requested: IPAddress("192.0.2.99"), ownerName: "db", mac: mac(2))
+        }
+        let error = #expect(throws: StoreError.self) {
+            try store.allocate(from: "public", family: .ipv4, ownerName: "web-again", mac: mac(1))
+        }
+        #expect(error?.description.contains("52:54:00:00:00:01 already holds 192.0.2.11") == true)
+        #expect(throws: StoreError.noSuchPool("nope")) {
+            try store.allocate(from: "nope", family: .ipv4, ownerName: "x", mac: mac(9))
+        }
+    }
+
+    @Test("exhaustion names the pool and its size; a released address is handed out again")
+    func exhaustionAndRelease() throws {
+        let store = try makeStore()
+        try store.create(try smallPool(size: 3))
+        for index in 1...3 { _ = try store.allocate(from: "public", family: .ipv4, ownerName: "vm\(index)", mac: mac(index)) }
+        let error = #expect(throws: StoreError.exhausted(pool: "public", family: .ipv4, size: 3)) {
+            try store.allocate(from: "public", family: .ipv4, ownerName: "vm4", mac: mac(4))
+        }
+        #expect(error?.description == "pool public exhausted: all 3 IPv4 addresses are allocated; release some or add a range")
+        let released = try store.release(IPAddress("192.0.2.11")!, from: "public")
+        #expect(released.ownerName == "vm2")
+        #expect(throws: StoreError.notAllocated(IPAddress("192.0.2.11")!, pool: "public")) {
+            try store.release(IPAddress("192.0.2.11")!, from: "public")
+        }
+        #expect(try store.allocate(from: "public", family: .ipv4, ownerName: "vm4", mac: mac(4)).address == IPAddress("192.0.2.11"))
+    }
+
+    @Test("a pool with allocations is only deleted with force, and its allocations with it")
+    func deleteInUse() throws {
+        let store = try makeStore()
+        try store.create(try smallPool())
+        _ = try store.allocate(from: "public", family: .ipv4, ownerName: "web", mac: mac(1))
+        #expect(throws: StoreError.poolInUse("public", allocations: 1)) { try store.deletePool(named: "public", force: false) }
+        try store.deletePool(named: "public", force: true)
+        #expect(try store.pools().isEmpty)
+        #expect(try store.allocations().isEmpty)
+    }
+
+    @Test("two pools over one network never hand out one address twice")
+    func sharedNetwork() throws {
+        let store = try makeStore()
+        try store.create(try smallPool("a", size: 2))
+        try store.create(try smallPool("b", size: 2))
+        let fromA = try store.allocate(from: "a", family: .ipv4, ownerName: "x", mac: mac(1))
+        let fromB = try store.allocate(from: "b", family: .ipv4, ownerName: "y", mac: mac(2))
+        #expect(fromA.address != fromB.address)
+    }
+
+    @Test("20 concurrent allocators, each with its own connection, on 16 addresses: 16 distinct, 4 exhausted")
+    func concurrentAllocation() throws {
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("vmctl-store-\(UUID().uuidString)/state.sqlite").path
+        try AllocationStore(path: path).create(try smallPool(size: 16))
+        let results = Results()
+        DispatchQueue.concurrentPerform(iterations: 20) { index in
+            do throws(StoreError) {
+                let store = try AllocationStore(path: path)  // like a separate vmctl process
+                let allocation = try store.allocate(from: "public", family: .ipv4, ownerName: "vm\(index)", mac: mac(index))
+                results.add(.success(allocation.address))
+            } catch {
+                results.add(.failure(error))
+            }
+        }
+        let addresses = results.all.compactMap { try? $0.get() }
+        let failures = results.all.compactMap { result -> StoreError? in
+            if case .failure(let error) = result { return error }
+            return nil
+        }
+        #expect(addresses.count == 16)
+        #expect(Set(addresses).count == 16)
+        #expect(failures == Array(repeating: .exhausted(pool: "public", family: .ipv4, size: 16), count: 4))
+        #expect(try AllocationStore(path: path).allocations().count == 16)
+    }
+
+    @Test("the default state path: /var/lib/vmctl for root, XDG_DATA_HOME otherwise")
+    func defaultPath() {
+        #expect(AllocationStore.defaultPath(environment: [:], isRoot: true) == "/var/lib/vmctl/state.sqlite")
+        #expect(AllocationStore.defaultPath(environment: ["XDG_DATA_HOME": "/x"], isRoot: false) == "/x/vmctl/state.sqlite")
+        #expect(AllocationStore.defaultPath(environment: ["HOME": "/home/u"], isRoot: false) == "/home/u/.local/share/vmctl/state.sqlite")
+    }
+}
+
+/// Results gathered from several threads.
+final class Results: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<IPAddress, StoreError>] = []
+    func add(_ result: Result<IPAddress, StoreError>) { lock.withLock { results.append(result) } }
+    var all: [Result<IPAddress, StoreError>] { lock.withLock { results } }
+}
