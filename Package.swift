@@ -35,6 +35,12 @@ let package = Package(
             name: "Addressing",
             swiftSettings: strictSwift
         ),
+        // Reading and writing libvirt's XML (networks, DHCP hosts): pure, tested without a daemon.
+        .target(
+            name: "LibvirtXML",
+            dependencies: ["Addressing"],
+            swiftSettings: strictSwift
+        ),
         // Pools and allocations in SQLite (GRDB): one owner per address, across processes.
         .target(
             name: "AllocationStore",
@@ -45,7 +51,7 @@ let package = Package(
         .target(
             name: "VMCtlCommands",
             dependencies: [
-                "Libvirt",
+                "Libvirt", "Addressing", "LibvirtXML", "AllocationStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSwift
@@ -69,6 +75,11 @@ let package = Package(
         .testTarget(
             name: "AddressingTests",
             dependencies: ["Addressing"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LibvirtXMLTests",
+            dependencies: ["LibvirtXML", "Addressing"],
             swiftSettings: strictSwift
         ),
         .testTarget(
