@@ -61,21 +61,8 @@ extension Integration {
             // Domain: TCG, direct kernel boot, the overlay as vda, one NIC, the console to a file.
             let events = EventRecorder(try await connection.domainEvents())
             let console = scratch.appendingPathComponent("console.log")
-            let domain = try await connection.defineDomain(xml: """
-                <domain type='qemu'><name>it-vm-\(id)</name>
-                  <memory unit='MiB'>192</memory><vcpu>1</vcpu>
-                  <os><type arch='x86_64' machine='pc'>hvm</type>
-                    <kernel>\(harness.kernel)</kernel><initrd>\(harness.initrd)</initrd>
-                    <cmdline>console=ttyS0 quiet</cmdline></os>
-                  <devices>
-                    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
-                      <source file='\(overlayPath)'/><target dev='vda' bus='virtio'/></disk>
-                    <interface type='network'><source network='it-net-\(id)'/>
-                      <mac address='\(mac)'/><model type='virtio'/></interface>
-                    <serial type='pty'><log file='\(console.path)' append='off'/><target port='0'/></serial>
-                    <console type='pty'><target type='serial' port='0'/></console>
-                  </devices></domain>
-                """)
+            let domain = try await connection.defineDomain(xml: harness.guestXML(
+                name: "it-vm-\(id)", network: "it-net-\(id)", mac: mac, disk: overlayPath, console: console))
             try await domain.start()
             #expect(try await events.wait(for: .started, of: domain.uuid) != nil, "no started event")
             #expect(try await domain.state().state == .running)
@@ -89,11 +76,7 @@ extension Integration {
             #expect(lease?.prefix == 24)
             let seen = try await domain.interfaceAddresses(source: .lease)
             #expect(seen.first { $0.mac == mac }?.addresses.map(\.address) == [reserved])
-            let consoleLine = "vmctl-guest: lease eth0 mac=\(mac) ip=\(reserved)/24 router=\(gateway)"
-            let consoleText = try await eventually(timeout: .seconds(30)) { () -> String? in
-                let text = (try? String(contentsOf: console, encoding: .utf8)) ?? ""
-                return text.contains(consoleLine) ? text : nil
-            }
+            let consoleText = try await harness.waitForConsoleLease(console, mac: mac, address: reserved, router: gateway)
             #expect(consoleText != nil, "console: \((try? String(contentsOf: console, encoding: .utf8)) ?? "<none>")")
             #expect(consoleText?.contains("vmctl-guest: disk vda sectors=131072") == true)
 

@@ -68,6 +68,40 @@ struct Harness {
         try await pool.undefine()
     }
 
+    /// The test guest's domain XML: TCG, direct kernel boot, one virtio NIC with a fixed MAC, an
+    /// optional virtio disk, the serial console written to `console`.
+    func guestXML(name: String, network: String, mac: String, disk: String? = nil, console: URL) -> String {
+        let diskXML = disk.map {
+            """
+            <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+              <source file='\($0)'/><target dev='vda' bus='virtio'/></disk>
+            """
+        } ?? ""
+        return """
+            <domain type='qemu'><name>\(name)</name>
+              <memory unit='MiB'>192</memory><vcpu>1</vcpu>
+              <os><type arch='x86_64' machine='pc'>hvm</type>
+                <kernel>\(kernel)</kernel><initrd>\(initrd)</initrd>
+                <cmdline>console=ttyS0 quiet</cmdline></os>
+              <devices>
+                \(diskXML)
+                <interface type='network'><source network='\(network)'/>
+                  <mac address='\(mac)'/><model type='virtio'/></interface>
+                <serial type='pty'><log file='\(console.path)' append='off'/><target port='0'/></serial>
+                <console type='pty'><target type='serial' port='0'/></console>
+              </devices></domain>
+            """
+    }
+
+    /// Waits until the guest's console shows the lease line for `mac`, and returns the console.
+    func waitForConsoleLease(_ console: URL, mac: String, address: String, prefix: Int = 24, router: String) async throws -> String? {
+        let line = "vmctl-guest: lease eth0 mac=\(mac) ip=\(address)/\(prefix) router=\(router)"
+        return try await eventually(timeout: .seconds(90)) { () -> String? in
+            let text = (try? String(contentsOf: console, encoding: .utf8)) ?? ""
+            return text.contains(line) ? text : nil
+        }
+    }
+
     /// Runs `ip` inside the harness's network namespace.
     func ip(_ arguments: String...) throws -> ProcessResult {
         try runProcess("/usr/sbin/ip", ["-n", netns] + arguments)
