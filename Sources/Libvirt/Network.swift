@@ -231,6 +231,22 @@ public struct DHCPLease: Sendable, Hashable {
     public var hostname: String?
     /// The client ID (IPv4) or DUID (IPv6).
     public var clientID: String?
+
+    /// A lease from its parts, as `virNetworkGetDHCPLeases` reports them (for tests and tools).
+    public init(
+        interface: String, expiry: Date, family: AddressFamily, mac: String?, iaid: String?,
+        address: String, prefix: Int, hostname: String?, clientID: String?
+    ) {
+        self.interface = interface
+        self.expiry = expiry
+        self.family = family
+        self.mac = mac
+        self.iaid = iaid
+        self.address = address
+        self.prefix = prefix
+        self.hostname = hostname
+        self.clientID = clientID
+    }
 }
 
 extension Connection {

@@ -165,7 +165,7 @@ public struct PoolCommand: AsyncParsableCommand {
         @OptionGroup var state: StateOptions
         @Argument(help: "The pool's name.") var pool: String
         @Option(help: "The NIC's MAC address.") var mac: String
-        @Option(help: "Who holds the addresses (a VM's name).") var owner: String
+        @Option(help: "Who holds the addresses: a VM's name (a libvirt domain of that name becomes the owner).") var owner: String
         @Option(name: .customLong("ip"), help: "Reserve exactly this address (repeatable, one a family).") var addresses: [String] = []
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
         public init() {}
@@ -185,9 +185,13 @@ public struct PoolCommand: AsyncParsableCommand {
             let store = try state.open()
             let poolRecord: Pool
             do { poolRecord = try store.pool(named: pool) } catch { throw VMCtlError(error.description) }
-            let reservations = Reservations(store: store, connection: try await global.connect())
+            let connection = try await global.connect()
+            // A domain of that name owns the addresses: doctor then notices when it is gone.
+            let ownerUUID = try? await connection.domain(named: owner).uuid
+            let reservations = Reservations(store: store, connection: connection)
             let made = try await reservations.reserve(
-                from: poolRecord, mac: MACAddress(mac)!, owner: owner, requested: addresses.compactMap { IPAddress($0) })
+                from: poolRecord, mac: MACAddress(mac)!, owner: owner, ownerUUID: ownerUUID,
+                requested: addresses.compactMap { IPAddress($0) })
             Output.write(try Output.render(ReservationList(allocations: made.map(AllocationView.init)), as: format))
         }
     }

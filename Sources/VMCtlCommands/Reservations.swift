@@ -22,7 +22,7 @@ struct Reservations {
         from pool: Pool, mac: MACAddress, owner: String, ownerUUID: UUID? = nil, requested: [IPAddress] = []
     ) async throws(VMCtlError) -> [Allocation] {
         let network = try await lookUpNetwork(pool.network, of: pool.name)
-        let definition = try await read(network)
+        let view = try await views(of: network)
         let wanted: [(IPAddress.Family, IPAddress?)] = requested.isEmpty
             ? pool.layout.families.map { ($0, nil) }
             : requested.map { ($0.family, $0) }
@@ -37,10 +37,10 @@ struct Reservations {
                     throw VMCtlError(error.description)
                 }
                 done.append(allocation)
-                if let (index, host) = hostEntry(for: allocation, in: definition) {
+                if let (index, host) = expectedEntry(for: allocation, in: view.persistent) {
                     do {
                         try await network.update(.add, .dhcpHost, parentIndex: index, xml: host.xml,
-                                                 affecting: try await affecting(network))
+                                                 affecting: view.live == nil ? [.config] : [.live, .config])
                     } catch {
                         _ = try? store.release(allocation.address, from: pool.name)
                         done.removeLast()
@@ -57,20 +57,12 @@ struct Reservations {
         return done
     }
 
-    /// Removes an allocation's DHCP host entry (if libvirt still has one), then frees the address.
+    /// Removes an allocation's DHCP host entry from whichever configs hold it, then frees the address.
     func release(_ allocation: Allocation) async throws(VMCtlError) {
         if let network = try? await connection.network(named: allocation.network) {
-            let definition = try await read(network)
-            if let (index, host) = hostEntry(for: allocation, in: definition),
-               definition.ips[index].hosts.contains(where: { $0.address == allocation.address }) {
-                do {
-                    try await network.update(.delete, .dhcpHost, parentIndex: index, xml: host.xml,
-                                             affecting: try await affecting(network))
-                } catch {
-                    throw VMCtlError(
-                        "cannot remove the DHCP host entry for \(allocation.address) from network \(allocation.network): \(error.message)",
-                        hint: "the address stays allocated; retry, or see vmctl doctor")
-                }
+            let view = try await views(of: network)
+            if let (index, host) = expectedEntry(for: allocation, in: view.persistent) {
+                try await change(.delete, host, index: index, on: network, in: view.copies(holding: host, at: index))
             }
         }
         do {
@@ -80,11 +72,31 @@ struct Reservations {
         }
     }
 
-    /// The `<ip>` index and host entry an allocation needs, or `nil` when no `<ip>` with DHCP
-    /// holds the address (a routed subnet with static guest configuration).
-    func hostEntry(for allocation: Allocation, in definition: NetworkDefinition) -> (Int, NetworkDefinition.DHCPHost)? {
-        guard let ip = definition.ipElement(containing: allocation.address), ip.hasDHCP else { return nil }
-        return (ip.index, .reservation(mac: allocation.mac, address: allocation.address, owner: allocation.ownerName))
+    /// Adds or deletes one host entry in exactly the copies named (live, persistent).
+    func change(
+        _ command: Network.UpdateCommand, _ host: NetworkDefinition.DHCPHost, index: Int, on network: Network, in copies: Affect
+    ) async throws(VMCtlError) {
+        guard !copies.isEmpty else { return }
+        do {
+            try await network.update(command, .dhcpHost, parentIndex: index, xml: host.xml, affecting: copies)
+        } catch {
+            let verb = command == .delete ? "remove the DHCP host entry for" : "add the DHCP host entry for"
+            throw VMCtlError("cannot \(verb) \(host.address?.description ?? "?") on network \(network.name): \(error.message)",
+                             hint: "retry, or see vmctl doctor")
+        }
+    }
+
+    /// The live (when running) and persistent definitions of a network.
+    func views(of network: Network) async throws(VMCtlError) -> NetworkView {
+        do {
+            let persistent = try NetworkDefinition(xml: try await network.xml(inactive: true))
+            let live = try await network.isActive() ? try NetworkDefinition(xml: try await network.xml()) : nil
+            return NetworkView(live: live, persistent: persistent)
+        } catch let error as LibvirtError {
+            throw VMCtlError(while: "read network \(network.name)", error)
+        } catch {
+            throw VMCtlError("cannot read network \(network.name): \(error)")
+        }
     }
 
     private func lookUpNetwork(_ name: String, of pool: String) async throws(VMCtlError) -> Network {
@@ -94,22 +106,5 @@ struct Reservations {
             throw VMCtlError("network \(name) of pool \(pool) does not exist on this connection",
                              hint: "check --connect, or recreate the network")
         }
-    }
-
-    private func read(_ network: Network) async throws(VMCtlError) -> NetworkDefinition {
-        do {
-            let active = try await network.isActive()
-            return try NetworkDefinition(xml: try await network.xml(inactive: !active))
-        } catch let error as LibvirtError {
-            throw VMCtlError(while: "read network \(network.name)", error)
-        } catch {
-            throw VMCtlError("cannot read network \(network.name): \(error)")
-        }
-    }
-
-    /// Live and persistent on a running network (a live-only entry is lost at the next restart),
-    /// persistent only on a stopped one.
-    private func affecting(_ network: Network) async throws(LibvirtError) -> Affect {
-        try await network.isActive() ? [.live, .config] : [.config]
     }
 }

@@ -1,0 +1,128 @@
+import Addressing
+import Foundation
+import Libvirt
+import LibvirtXML
+import Testing
+import TestSupport
+
+extension Integration {
+    /// `vmctl doctor` on a real libvirtd: each finding made by breaking things through libvirt.
+    @Suite("doctor")
+    struct DoctorIntegrationTests {
+        @Test("VM gone, live/persistent drift, missing entry, entry without owner: reported, then repaired by --fix")
+        func findAndFix() async throws {
+            let harness = try Harness.require()
+            let connection = try await harness.connect()
+            let id = uniqueSuffix()
+            let octet = Int.random(in: 10...250)
+            let scratch = try harness.scratch(id)
+            let network = try await connection.defineNetwork(xml: """
+                <network><name>itd-\(id)</name><forward mode='open'/><bridge name='vd\(id)'/>
+                  <ip address='10.215.\(octet).1' prefix='24'>
+                    <dhcp><range start='10.215.\(octet).100' end='10.215.\(octet).200'/></dhcp></ip></network>
+                """)
+            try await network.start()
+            let environment = ["VMCTL_CONNECT": harness.uri, "VMCTL_STATE": scratch.appendingPathComponent("state.sqlite").path]
+            func vmctl(_ arguments: String...) throws -> ProcessResult { try runVMCtl(arguments, environment: environment) }
+            #expect(try vmctl("pool", "create", "d-\(id)", "--network", "itd-\(id)", "--range", "10.215.\(octet).10-10.215.\(octet).19").status == 0)
+            #expect(try vmctl("doctor").standardOutput == "no problems found\n")
+
+            // Four reservations; the first belongs to a (defined, never started) domain.
+            let vm = try await connection.defineDomain(xml: harness.guestXML(
+                name: "itd-vm-\(id)", network: "itd-\(id)", mac: "52:54:00:dd:00:01", console: scratch.appendingPathComponent("c.log")))
+            let macs = (1...4).map { String(format: "52:54:00:dd:00:%02x", $0) }
+            let owners = ["itd-vm-\(id)", "two", "three", "four"]
+            var addresses: [String] = []
+            for (mac, owner) in zip(macs, owners) {
+                let reserved = try vmctl("pool", "reserve", "d-\(id)", "--mac", mac, "--owner", owner)
+                #expect(reserved.status == 0, "\(reserved.standardError)")
+                addresses.append(reserved.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            func host(_ index: Int) -> String { "<host mac='\(macs[index])' ip='\(addresses[index])'/>" }
+
+            // Break things behind vmctl's back.
+            try await vm.undefine()                                                               // VM gone
+            try await network.update(.delete, .dhcpHost, parentIndex: 0, xml: host(1), affecting: .config)  // drift
+            try await network.update(.delete, .dhcpHost, parentIndex: 0, xml: host(2), affecting: [.live, .config])  // missing
+            let stray = "<host mac='52:54:00:dd:00:99' ip='10.215.\(octet).19'/>"
+            try await network.update(.add, .dhcpHost, parentIndex: 0, xml: stray, affecting: [.live, .config])  // no owner
+
+            let report = try vmctl("doctor", "--format", "json")
+            #expect(report.status == 1)
+            struct Report: Decodable {
+                struct Finding: Decodable { var kind: String; var address: String; var presentIn: [String]? }
+                var findings: [Finding]
+                var repaired: [Finding]
+            }
+            let found = try JSONDecoder().decode(Report.self, from: Data(report.standardOutput.utf8)).findings
+            #expect(found.map(\.kind).sorted() == ["entryDrift", "entryMissing", "entryWithoutOwner", "ownerGone"], "\(report.standardOutput)")
+            #expect(found.first { $0.kind == "ownerGone" }?.address == addresses[0])
+            #expect(found.first { $0.kind == "entryDrift" }.map { ($0.address, $0.presentIn ?? []) } ?? ("", []) == (addresses[1], ["live"]))
+            #expect(found.first { $0.kind == "entryMissing" }?.address == addresses[2])
+            #expect(found.first { $0.kind == "entryWithoutOwner" }?.address == "10.215.\(octet).19")
+            let text = try vmctl("doctor")
+            #expect(text.standardOutput.contains("ownerGone: \(addresses[0]) on itd-\(id) (owner itd-vm-\(id), pool d-\(id)): the owning VM no longer exists"))
+
+            let fixed = try vmctl("doctor", "--fix")
+            #expect(fixed.status == 0, "\(fixed.standardOutput)\(fixed.standardError)")
+            #expect(fixed.standardOutput.components(separatedBy: "\n").filter { $0.hasPrefix("repaired ") }.count == 4, "\(fixed.standardOutput)")
+            #expect(try vmctl("doctor").standardOutput == "no problems found\n")
+
+            // libvirt now holds exactly the three live reservations, in both configs.
+            for inactive in [false, true] {
+                let hosts = try NetworkDefinition(xml: try await network.xml(inactive: inactive)).ips[0].hosts
+                #expect(Set(hosts.map { "\($0.mac!) \($0.address!)" }) == Set((1...3).map { "\(macs[$0]) \(addresses[$0])" }),
+                        "inactive=\(inactive): \(hosts)")
+            }
+            let shown = try vmctl("pool", "show", "d-\(id)")
+            #expect(shown.standardOutput.contains("used:        3"))
+            #expect(!shown.standardOutput.contains(addresses[0] + " "))
+
+            #expect(try vmctl("pool", "destroy", "d-\(id)", "--force").status == 0)
+            try await network.destroy()
+            try await network.undefine()
+        }
+
+        @Test("a lease held by another MAC on a reserved address is reported, and not 'fixed'", .timeLimit(.minutes(3)))
+        func leaseByOtherMAC() async throws {
+            let harness = try Harness.require()
+            let connection = try await harness.connect()
+            let id = uniqueSuffix()
+            let octet = Int.random(in: 10...250)
+            let scratch = try harness.scratch(id)
+            let network = try await connection.defineNetwork(xml: """
+                <network><name>itl-\(id)</name><forward mode='open'/><bridge name='vl\(id)'/>
+                  <ip address='10.216.\(octet).1' prefix='24'>
+                    <dhcp><range start='10.216.\(octet).100' end='10.216.\(octet).200'/></dhcp></ip></network>
+                """)
+            try await network.start()
+            let environment = ["VMCTL_CONNECT": harness.uri, "VMCTL_STATE": scratch.appendingPathComponent("state.sqlite").path]
+            func vmctl(_ arguments: String...) throws -> ProcessResult { try runVMCtl(arguments, environment: environment) }
+            #expect(try vmctl("pool", "create", "l-\(id)", "--network", "itl-\(id)", "--range", "10.216.\(octet).10-10.216.\(octet).19").status == 0)
+            let first = "52:54:00:ee:\(String(format: "%02x", octet)):01"
+            let second = "52:54:00:ee:\(String(format: "%02x", octet)):02"
+            let address = "10.216.\(octet).10"
+            #expect(try vmctl("pool", "reserve", "l-\(id)", "--mac", first, "--owner", "first", "--ip", address).status == 0)
+
+            // The first machine takes its lease; then its address is given to a second MAC.
+            let console = scratch.appendingPathComponent("console.log")
+            let guest = try await connection.defineDomain(xml: harness.guestXML(name: "itl-vm-\(id)", network: "itl-\(id)", mac: first, console: console))
+            try await guest.start()
+            let lease = try await eventually(timeout: .seconds(90)) { try await network.dhcpLeases(mac: first).first }
+            #expect(lease?.address == address)
+            #expect(try vmctl("pool", "release", "l-\(id)", address).status == 0)
+            #expect(try vmctl("pool", "reserve", "l-\(id)", "--mac", second, "--owner", "second", "--ip", address).status == 0)
+
+            let fixed = try vmctl("doctor", "--fix")
+            #expect(fixed.status == 1)
+            #expect(fixed.standardOutput.contains("leaseByOtherMAC: \(address) on itl-\(id) (owner second, pool l-\(id)): leased to \(first)"),
+                    "\(fixed.standardOutput)")
+
+            try await guest.destroy()
+            try await guest.undefine()
+            #expect(try vmctl("pool", "destroy", "l-\(id)", "--force").status == 0)
+            try await network.destroy()
+            try await network.undefine()
+        }
+    }
+}
