@@ -69,7 +69,7 @@ public struct Doctor: AsyncParsableCommand {
         case .entryMissing, .entryDrift:
             guard let allocation, let network = try? await reservations.connection.network(named: finding.network) else { return }
             let view = try await reservations.views(of: network)
-            guard let (index, host) = expectedEntry(for: allocation, in: view.persistent) else { return }
+            guard let (index, host) = expectedEntry(for: allocation, in: view.definition) else { return }
             try await reservations.change(.add, host, index: index, on: network, in: view.copies(missing: host, at: index))
         case .entryWithoutOwner:
             guard let network = try? await reservations.connection.network(named: finding.network) else { return }

@@ -50,25 +50,36 @@ struct Finding: Codable, Equatable, Hashable {
     }
 }
 
-/// libvirt's view of one network: its live definition (when running), its persistent one, and
-/// (for doctor) its leases.
+/// libvirt's view of one network: its live definition (when running), its persistent one (unless
+/// the network is transient), and (for doctor) its leases.
 struct NetworkView {
     var live: NetworkDefinition?
-    var persistent: NetworkDefinition
+    var persistent: NetworkDefinition?
     var leases: [DHCPLease] = []
+
+    /// The definition to read the network's layout from.
+    var definition: NetworkDefinition { (persistent ?? live)! }
+
+    /// The configs that exist: live when running, persistent unless transient (libvirt refuses
+    /// AFFECT_CONFIG on a transient network, and AFFECT_LIVE on a stopped one).
+    var existingCopies: Affect {
+        var copies: Affect = []
+        if live != nil { copies.insert(.live) }
+        if persistent != nil { copies.insert(.config) }
+        return copies
+    }
 
     /// The configs whose `<ip>` number `index` holds an entry like `host`.
     func copies(holding host: NetworkDefinition.DHCPHost, at index: Int) -> Affect {
         var copies: Affect = []
         if let live, live.holds(host, at: index) { copies.insert(.live) }
-        if persistent.holds(host, at: index) { copies.insert(.config) }
+        if let persistent, persistent.holds(host, at: index) { copies.insert(.config) }
         return copies
     }
 
     /// The configs (of those that exist) that lack such an entry.
     func copies(missing host: NetworkDefinition.DHCPHost, at index: Int) -> Affect {
-        let all: Affect = live == nil ? [.config] : [.live, .config]
-        return all.subtracting(copies(holding: host, at: index))
+        existingCopies.subtracting(copies(holding: host, at: index))
     }
 }
 
@@ -91,7 +102,7 @@ func diagnose(
             findings.append(finding(.networkGone))
             continue
         }
-        if let (index, host) = expectedEntry(for: allocation, in: view.persistent) {
+        if let (index, host) = expectedEntry(for: allocation, in: view.definition) {
             let present = view.copies(holding: host, at: index)
             if present.isEmpty {
                 findings.append(finding(.entryMissing))
@@ -108,9 +119,9 @@ func diagnose(
     // Host entries inside a pool's ranges that no allocation owns.
     for (name, view) in networks.sorted(by: { $0.key < $1.key }) {
         let ranges = pools.filter { $0.network == name }.flatMap(\.layout.ranges)
-        let owned = Set(allocations.filter { $0.network == name }.compactMap { expectedEntry(for: $0, in: view.persistent)?.host.key })
+        let owned = Set(allocations.filter { $0.network == name }.compactMap { expectedEntry(for: $0, in: view.definition)?.host.key })
         var stray: [NetworkDefinition.DHCPHost: [String]] = [:]
-        for (copy, definition) in [("live", view.live), ("persistent", Optional(view.persistent))] {
+        for (copy, definition) in [("live", view.live), ("persistent", view.persistent)] {
             for ip in definition?.ips ?? [] {
                 for host in ip.hosts where !owned.contains(host.key) {
                     guard let address = host.address, ranges.contains(where: { $0.contains(address) }) else { continue }

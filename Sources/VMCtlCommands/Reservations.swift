@@ -37,10 +37,10 @@ struct Reservations {
                     throw VMCtlError(error.description)
                 }
                 done.append(allocation)
-                if let (index, host) = expectedEntry(for: allocation, in: view.persistent) {
+                if let (index, host) = expectedEntry(for: allocation, in: view.definition) {
                     do {
                         try await network.update(.add, .dhcpHost, parentIndex: index, xml: host.xml,
-                                                 affecting: view.live == nil ? [.config] : [.live, .config])
+                                                 affecting: view.existingCopies)
                     } catch {
                         _ = try? store.release(allocation.address, from: pool.name)
                         done.removeLast()
@@ -61,7 +61,7 @@ struct Reservations {
     func release(_ allocation: Allocation) async throws(VMCtlError) {
         if let network = try? await connection.network(named: allocation.network) {
             let view = try await views(of: network)
-            if let (index, host) = expectedEntry(for: allocation, in: view.persistent) {
+            if let (index, host) = expectedEntry(for: allocation, in: view.definition) {
                 try await change(.delete, host, index: index, on: network, in: view.copies(holding: host, at: index))
             }
         }
@@ -89,8 +89,9 @@ struct Reservations {
     /// The live (when running) and persistent definitions of a network.
     func views(of network: Network) async throws(VMCtlError) -> NetworkView {
         do {
-            let persistent = try NetworkDefinition(xml: try await network.xml(inactive: true))
             let live = try await network.isActive() ? try NetworkDefinition(xml: try await network.xml()) : nil
+            let persistent = try await network.isPersistent()
+                ? try NetworkDefinition(xml: try await network.xml(inactive: true)) : nil
             return NetworkView(live: live, persistent: persistent)
         } catch let error as LibvirtError {
             throw VMCtlError(while: "read network \(network.name)", error)

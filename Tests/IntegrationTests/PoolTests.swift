@@ -98,6 +98,30 @@ extension Integration {
             try await removeNetwork(network)
         }
 
+        @Test("on a transient network a reservation is live only, and release removes it")
+        func transientNetwork() async throws {
+            let harness = try Harness.require()
+            let connection = try await harness.connect()
+            let id = uniqueSuffix()
+            let octet = Int.random(in: 10...250)
+            let network = try await connection.createNetwork(xml: """
+                <network><name>itt-\(id)</name><forward mode='nat'/><bridge name='vt\(id)'/>
+                  <ip address='10.217.\(octet).1' prefix='24'>
+                    <dhcp><range start='10.217.\(octet).100' end='10.217.\(octet).200'/></dhcp></ip></network>
+                """)
+            let environment = ["VMCTL_CONNECT": harness.uri,
+                               "VMCTL_STATE": try harness.scratch(id).appendingPathComponent("state.sqlite").path]
+            #expect(try runVMCtl(["pool", "create", "t-\(id)", "--network", "itt-\(id)", "--range", "10.217.\(octet).10-10.217.\(octet).12"],
+                                 environment: environment).status == 0)
+            let reserved = try runVMCtl(["pool", "reserve", "t-\(id)", "--mac", "52:54:00:fa:00:01", "--owner", "vm"], environment: environment)
+            #expect(reserved.status == 0, "\(reserved.standardError)")
+            #expect(try await hostEntries(network, inactive: false) == ["52:54:00:fa:00:01 10.217.\(octet).10"])
+            #expect(try runVMCtl(["doctor"], environment: environment).standardOutput == "no problems found\n")
+            #expect(try runVMCtl(["pool", "release", "t-\(id)", "10.217.\(octet).10"], environment: environment).status == 0)
+            #expect(try await hostEntries(network, inactive: false).isEmpty)
+            try await network.destroy()
+        }
+
         @Test("a TCG guest obtains exactly its reserved IPv4 address on a nat and an open network; release leaves nothing",
               .timeLimit(.minutes(4)), arguments: ["nat", "open"])
         func guestGetsReservation(mode: String) async throws {

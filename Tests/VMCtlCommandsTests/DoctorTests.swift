@@ -69,6 +69,18 @@ struct DoctorTests {
         #expect(findings[2].message.contains("192.0.2.12 on n (owner vm12, pool p): no DHCP host entry"))
     }
 
+    @Test("on a transient network only the live config counts")
+    func transientNetwork() {
+        let hosts = "<host mac='52:54:00:00:00:0b' ip='192.0.2.11'/>"
+        let view = NetworkView(live: network(hosts), persistent: nil)
+        #expect(view.existingCopies == .live)
+        #expect(diagnose(allocations: [allocation(11, mac: "52:54:00:00:00:0b")], pools: [pool],
+                         networks: ["n": view], domains: []).isEmpty)
+        let missing = diagnose(allocations: [allocation(12, mac: "52:54:00:00:00:0c")], pools: [pool],
+                               networks: ["n": view], domains: [])
+        #expect(missing.map(\.kind) == [.entryMissing, .entryWithoutOwner])
+    }
+
     @Test("on a stopped network only the persistent config counts")
     func stoppedNetwork() {
         let hosts = "<host mac='52:54:00:00:00:0b' ip='192.0.2.11'/>"
