@@ -12,13 +12,7 @@ public struct GlobalOptions: ParsableArguments {
     public init() {}
 
     /// The URI in force: `--connect`, else `VMCTL_CONNECT`, else `qemu:///system`.
-    public var uri: String {
-        if let connectOption { return connectOption }
-        if let fromEnvironment = ProcessInfo.processInfo.environment["VMCTL_CONNECT"], !fromEnvironment.isEmpty {
-            return fromEnvironment
-        }
-        return "qemu:///system"
-    }
+    public var uri: String { optionOrEnvironment(connectOption, "VMCTL_CONNECT") ?? "qemu:///system" }
 
     /// Opens the connection, turning a failure into an error that says what to do.
     func connect() async throws(VMCtlError) -> Connection {
@@ -35,4 +29,11 @@ public struct GlobalOptions: ParsableArguments {
 /// How a command prints its result.
 public enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
     case text, json
+}
+
+/// An option's value, else a non-empty environment variable's.
+func optionOrEnvironment(_ option: String?, _ variable: String) -> String? {
+    if let option { return option }
+    if let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty { return value }
+    return nil
 }

@@ -76,7 +76,7 @@ public struct PoolCommand: AsyncParsableCommand {
                         hint: "give a range inside one, or --all-usable for a routed subnet configured statically")
                 }
             }
-            for other in try listPools(store) where other.network == network {
+            for other in try store.pools() where other.network == network {
                 for range in ranges {
                     if let clash = other.layout.ranges.first(where: { $0.overlaps(range) }) {
                         throw VMCtlError("range \(range) overlaps range \(clash) of pool \(other.name) on network \(network)",
@@ -91,7 +91,7 @@ public struct PoolCommand: AsyncParsableCommand {
                 throw VMCtlError("cannot create pool \(name): \(error)")
             }
             let pool = Pool(name: name, network: network, layout: layout, allUsable: allUsable)
-            do { try store.create(pool) } catch { throw VMCtlError(error.description) }
+            try store.create(pool)
             Output.write(try Output.render(PoolSummary(pool, allocations: []), as: format))
         }
     }
@@ -105,8 +105,8 @@ public struct PoolCommand: AsyncParsableCommand {
 
         public func run() async throws {
             let store = try state.open()
-            let allocations = try listAllocations(store, pool: nil)
-            let summaries = try listPools(store).map { pool in
+            let allocations = try store.allocations()
+            let summaries = try store.pools().map { pool in
                 PoolSummary(pool, allocations: allocations.filter { $0.pool == pool.name }, detailed: false)
             }
             Output.write(try Output.render(PoolTable(pools: summaries), as: format))
@@ -123,9 +123,8 @@ public struct PoolCommand: AsyncParsableCommand {
 
         public func run() async throws {
             let store = try state.open()
-            let pool: Pool
-            do { pool = try store.pool(named: name) } catch { throw VMCtlError(error.description) }
-            Output.write(try Output.render(PoolSummary(pool, allocations: try listAllocations(store, pool: name)), as: format))
+            let pool = try store.pool(named: name)
+            Output.write(try Output.render(PoolSummary(pool, allocations: try store.allocations(in: name)), as: format))
         }
     }
 
@@ -141,14 +140,14 @@ public struct PoolCommand: AsyncParsableCommand {
 
         public func run() async throws {
             let store = try state.open()
-            do { _ = try store.pool(named: name) } catch { throw VMCtlError(error.description) }
-            let allocations = try listAllocations(store, pool: name)
+            _ = try store.pool(named: name)
+            let allocations = try store.allocations(in: name)
             if !allocations.isEmpty {
-                guard force else { throw VMCtlError(StoreError.poolInUse(name, allocations: allocations.count).description) }
+                guard force else { throw StoreError.poolInUse(name, allocations: allocations.count) }
                 let reservations = Reservations(store: store, connection: try await global.connect())
                 for allocation in allocations { try await reservations.release(allocation) }
             }
-            do { try store.deletePool(named: name, force: force) } catch { throw VMCtlError(error.description) }
+            try store.deletePool(named: name, force: force)
         }
     }
 
@@ -183,8 +182,7 @@ public struct PoolCommand: AsyncParsableCommand {
 
         public func run() async throws {
             let store = try state.open()
-            let poolRecord: Pool
-            do { poolRecord = try store.pool(named: pool) } catch { throw VMCtlError(error.description) }
+            let poolRecord = try store.pool(named: pool)
             let connection = try await global.connect()
             // A domain of that name owns the addresses: doctor then notices when it is gone.
             let ownerUUID = try? await connection.domain(named: owner).uuid
@@ -213,21 +211,13 @@ public struct PoolCommand: AsyncParsableCommand {
         public func run() async throws {
             let store = try state.open()
             let target = IPAddress(address)!
-            do { _ = try store.pool(named: pool) } catch { throw VMCtlError(error.description) }
-            guard let allocation = try listAllocations(store, pool: pool).first(where: { $0.address == target }) else {
-                throw VMCtlError(StoreError.notAllocated(target, pool: pool).description)
+            _ = try store.pool(named: pool)
+            guard let allocation = try store.allocations(in: pool).first(where: { $0.address == target }) else {
+                throw StoreError.notAllocated(target, pool: pool)
             }
             try await Reservations(store: store, connection: try await global.connect()).release(allocation)
         }
     }
-}
-
-private func listPools(_ store: AllocationStore) throws(VMCtlError) -> [Pool] {
-    do { return try store.pools() } catch { throw VMCtlError(error.description) }
-}
-
-private func listAllocations(_ store: AllocationStore, pool: String?) throws(VMCtlError) -> [Allocation] {
-    do { return try store.allocations(in: pool) } catch { throw VMCtlError(error.description) }
 }
 
 /// Names vmctl gives to libvirt objects and pools: nothing a shell or libvirt would mangle.

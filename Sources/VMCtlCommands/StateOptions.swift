@@ -12,17 +12,11 @@ public struct StateOptions: ParsableArguments {
     public init() {}
 
     var path: String {
-        if let stateOption { return stateOption }
-        let environment = ProcessInfo.processInfo.environment
-        if let fromEnvironment = environment["VMCTL_STATE"], !fromEnvironment.isEmpty { return fromEnvironment }
-        return AllocationStore.defaultPath(environment: environment, isRoot: geteuid() == 0)
+        optionOrEnvironment(stateOption, "VMCTL_STATE")
+            ?? AllocationStore.defaultPath(environment: ProcessInfo.processInfo.environment, isRoot: geteuid() == 0)
     }
 
-    func open() throws(VMCtlError) -> AllocationStore {
-        do {
-            return try AllocationStore(path: path)
-        } catch {
-            throw VMCtlError(error.description)
-        }
+    func open() throws(StoreError) -> AllocationStore {
+        try AllocationStore(path: path)
     }
 }

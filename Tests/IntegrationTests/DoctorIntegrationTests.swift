@@ -16,12 +16,7 @@ extension Integration {
             let id = uniqueSuffix()
             let octet = Int.random(in: 10...250)
             let scratch = try harness.scratch(id)
-            let network = try await connection.defineNetwork(xml: """
-                <network><name>itd-\(id)</name><forward mode='open'/><bridge name='vd\(id)'/>
-                  <ip address='10.215.\(octet).1' prefix='24'>
-                    <dhcp><range start='10.215.\(octet).100' end='10.215.\(octet).200'/></dhcp></ip></network>
-                """)
-            try await network.start()
+            let network = try await harness.makeNetwork(on: connection, name: "itd-\(id)", mode: "open", subnet: "10.215.\(octet)")
             let environment = ["VMCTL_CONNECT": harness.uri, "VMCTL_STATE": scratch.appendingPathComponent("state.sqlite").path]
             func vmctl(_ arguments: String...) throws -> ProcessResult { try runVMCtl(arguments, environment: environment) }
             #expect(try vmctl("pool", "create", "d-\(id)", "--network", "itd-\(id)", "--range", "10.215.\(octet).10-10.215.\(octet).19").status == 0)
@@ -79,8 +74,7 @@ extension Integration {
             #expect(!shown.standardOutput.contains(addresses[0] + " "))
 
             #expect(try vmctl("pool", "destroy", "d-\(id)", "--force").status == 0)
-            try await network.destroy()
-            try await network.undefine()
+            try await harness.removeNetwork(network)
         }
 
         @Test("a lease held by another MAC on a reserved address is reported, and not 'fixed'", .timeLimit(.minutes(3)))
@@ -90,12 +84,7 @@ extension Integration {
             let id = uniqueSuffix()
             let octet = Int.random(in: 10...250)
             let scratch = try harness.scratch(id)
-            let network = try await connection.defineNetwork(xml: """
-                <network><name>itl-\(id)</name><forward mode='open'/><bridge name='vl\(id)'/>
-                  <ip address='10.216.\(octet).1' prefix='24'>
-                    <dhcp><range start='10.216.\(octet).100' end='10.216.\(octet).200'/></dhcp></ip></network>
-                """)
-            try await network.start()
+            let network = try await harness.makeNetwork(on: connection, name: "itl-\(id)", mode: "open", subnet: "10.216.\(octet)")
             let environment = ["VMCTL_CONNECT": harness.uri, "VMCTL_STATE": scratch.appendingPathComponent("state.sqlite").path]
             func vmctl(_ arguments: String...) throws -> ProcessResult { try runVMCtl(arguments, environment: environment) }
             #expect(try vmctl("pool", "create", "l-\(id)", "--network", "itl-\(id)", "--range", "10.216.\(octet).10-10.216.\(octet).19").status == 0)
@@ -121,8 +110,7 @@ extension Integration {
             try await guest.destroy()
             try await guest.undefine()
             #expect(try vmctl("pool", "destroy", "l-\(id)", "--force").status == 0)
-            try await network.destroy()
-            try await network.undefine()
+            try await harness.removeNetwork(network)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Libvirt
+import LibvirtXML
 import Testing
 import TestSupport
 
@@ -100,6 +101,38 @@ struct Harness {
             let text = (try? String(contentsOf: console, encoding: .utf8)) ?? ""
             return text.contains(line) ? text : nil
         }
+    }
+
+    /// A started, persistent network with DHCP on `SUBNET.0/24` (gateway `.1`, dynamic range
+    /// `.100-.200`) and, with `ipv6`, on `IPV6::/64` with a DHCPv6 range. Its bridge is named
+    /// after the last characters of `name`.
+    func makeNetwork(on connection: Connection, name: String, mode: String, subnet: String, ipv6: String? = nil) async throws -> Network {
+        let forward = mode == "isolated" ? "" : "<forward mode='\(mode)'/>"
+        let v6 = ipv6.map {
+            "<ip family='ipv6' address='\($0)::1' prefix='64'><dhcp><range start='\($0)::1000' end='\($0)::1fff'/></dhcp></ip>"
+        } ?? ""
+        let network = try await connection.defineNetwork(xml: """
+            <network><name>\(name)</name>\(forward)<bridge name='vb\(name.suffix(10))'/>
+              <ip address='\(subnet).1' prefix='24'>
+                <dhcp><range start='\(subnet).100' end='\(subnet).200'/></dhcp></ip>
+              \(v6)
+            </network>
+            """)
+        try await network.start()
+        return network
+    }
+
+    func removeNetwork(_ network: Network) async throws {
+        try await network.destroy()
+        try await network.undefine()
+    }
+
+    /// "CLIENT ADDRESS" (client: MAC or DUID) of every DHCP host entry, live or persistent.
+    func hostEntries(_ network: Network, inactive: Bool) async throws -> Set<String> {
+        let definition = try NetworkDefinition(xml: try await network.xml(inactive: inactive))
+        return Set(definition.ips.flatMap { ip in
+            ip.hosts.map { "\($0.mac?.description ?? $0.id ?? "-") \($0.address?.description ?? "-")" }
+        })
     }
 
     /// Runs `ip` inside the harness's network namespace.

@@ -9,37 +9,6 @@ extension Integration {
     /// `vmctl pool` against the harness's libvirtd: reservations are real DHCP host entries.
     @Suite("address pools")
     struct PoolTests {
-        /// A started network with DHCP on a fresh /24 (and on a /64 when `ipv6`).
-        func makeNetwork(_ connection: Connection, name: String, mode: String, octet: Int, ipv6: Bool = false) async throws -> Network {
-            let forward = mode == "isolated" ? "" : "<forward mode='\(mode)'/>"
-            let v6 = ipv6 ? """
-                <ip family='ipv6' address='fd00:213:\(octet)::1' prefix='64'>
-                  <dhcp><range start='fd00:213:\(octet)::1000' end='fd00:213:\(octet)::1fff'/></dhcp></ip>
-                """ : ""
-            let network = try await connection.defineNetwork(xml: """
-                <network><name>\(name)</name>\(forward)<bridge name='vp\(name.suffix(10))'/>
-                  <ip address='10.214.\(octet).1' prefix='24'>
-                    <dhcp><range start='10.214.\(octet).100' end='10.214.\(octet).200'/></dhcp></ip>
-                  \(v6)
-                </network>
-                """)
-            try await network.start()
-            return network
-        }
-
-        func removeNetwork(_ network: Network) async throws {
-            try await network.destroy()
-            try await network.undefine()
-        }
-
-        /// (MAC, address) of every DHCP host entry, live or persistent.
-        func hostEntries(_ network: Network, inactive: Bool) async throws -> Set<String> {
-            let definition = try NetworkDefinition(xml: try await network.xml(inactive: inactive))
-            return Set(definition.ips.flatMap { ip in
-                ip.hosts.map { "\($0.mac?.description ?? $0.id ?? "-") \($0.address?.description ?? "-")" }
-            })
-        }
-
         @Test("20 concurrent `vmctl pool reserve` on 16 addresses: 16 distinct, 4 'exhausted', store and libvirt agree",
               .timeLimit(.minutes(3)))
         func concurrentReservations() async throws {
@@ -47,7 +16,7 @@ extension Integration {
             let connection = try await harness.connect()
             let id = uniqueSuffix()
             let octet = Int.random(in: 10...250)
-            let network = try await makeNetwork(connection, name: "itp-\(id)", mode: "nat", octet: octet)
+            let network = try await harness.makeNetwork(on: connection, name: "itp-\(id)", mode: "nat", subnet: "10.214.\(octet)")
             let state = try harness.scratch(id).appendingPathComponent("state.sqlite").path
             let environment = ["VMCTL_CONNECT": harness.uri, "VMCTL_STATE": state]
             // A /28 away from the network address, broadcast and gateway: all 16 can be handed out.
@@ -88,14 +57,14 @@ extension Integration {
             let store = try JSONDecoder().decode(Shown.self, from: Data(shown.standardOutput.utf8))
             let expected = Set(store.allocations.map { "\($0.mac) \($0.address)" })
             #expect(expected.count == 16)
-            #expect(try await hostEntries(network, inactive: false) == expected)
-            #expect(try await hostEntries(network, inactive: true) == expected)
+            #expect(try await harness.hostEntries(network, inactive: false) == expected)
+            #expect(try await harness.hostEntries(network, inactive: true) == expected)
 
             let destroyed = try runVMCtl(["pool", "destroy", "p-\(id)", "--force"], environment: environment)
             #expect(destroyed.status == 0, "\(destroyed.standardError)")
-            #expect(try await hostEntries(network, inactive: false).isEmpty)
-            #expect(try await hostEntries(network, inactive: true).isEmpty)
-            try await removeNetwork(network)
+            #expect(try await harness.hostEntries(network, inactive: false).isEmpty)
+            #expect(try await harness.hostEntries(network, inactive: true).isEmpty)
+            try await harness.removeNetwork(network)
         }
 
         @Test("on a transient network a reservation is live only, and release removes it")
@@ -115,10 +84,10 @@ extension Integration {
                                  environment: environment).status == 0)
             let reserved = try runVMCtl(["pool", "reserve", "t-\(id)", "--mac", "52:54:00:fa:00:01", "--owner", "vm"], environment: environment)
             #expect(reserved.status == 0, "\(reserved.standardError)")
-            #expect(try await hostEntries(network, inactive: false) == ["52:54:00:fa:00:01 10.217.\(octet).10"])
+            #expect(try await harness.hostEntries(network, inactive: false) == ["52:54:00:fa:00:01 10.217.\(octet).10"])
             #expect(try runVMCtl(["doctor"], environment: environment).standardOutput == "no problems found\n")
             #expect(try runVMCtl(["pool", "release", "t-\(id)", "10.217.\(octet).10"], environment: environment).status == 0)
-            #expect(try await hostEntries(network, inactive: false).isEmpty)
+            #expect(try await harness.hostEntries(network, inactive: false).isEmpty)
             try await network.destroy()
         }
 
@@ -130,7 +99,7 @@ extension Integration {
             let id = uniqueSuffix()
             let octet = Int.random(in: 10...250)
             let scratch = try harness.scratch(id)
-            let network = try await makeNetwork(connection, name: "itg-\(id)", mode: mode, octet: octet, ipv6: true)
+            let network = try await harness.makeNetwork(on: connection, name: "itg-\(id)", mode: mode, subnet: "10.214.\(octet)", ipv6: "fd00:213:\(octet)")
             let environment = ["VMCTL_CONNECT": harness.uri, "VMCTL_STATE": scratch.appendingPathComponent("state.sqlite").path]
             let create = try runVMCtl(["pool", "create", "g-\(id)", "--network", "itg-\(id)",
                                        "--range", "10.214.\(octet).40-10.214.\(octet).49",
@@ -171,12 +140,12 @@ extension Integration {
                 let release = try runVMCtl(["pool", "release", "g-\(id)", address], environment: environment)
                 #expect(release.status == 0, "\(release.standardError)")
             }
-            #expect(try await hostEntries(network, inactive: false).isEmpty)
-            #expect(try await hostEntries(network, inactive: true).isEmpty)
+            #expect(try await harness.hostEntries(network, inactive: false).isEmpty)
+            #expect(try await harness.hostEntries(network, inactive: true).isEmpty)
             let shown = try runVMCtl(["pool", "show", "g-\(id)", "--format", "json"], environment: environment)
             #expect(shown.standardOutput.contains("\"used\" : 0"), "\(shown.standardOutput)")
             #expect(try runVMCtl(["pool", "destroy", "g-\(id)"], environment: environment).status == 0)
-            try await removeNetwork(network)
+            try await harness.removeNetwork(network)
         }
     }
 }
