@@ -185,7 +185,7 @@ public struct PoolCommand: AsyncParsableCommand {
             let poolRecord = try store.pool(named: pool)
             let connection = try await global.connect()
             // A domain of that name owns the addresses: doctor then notices when it is gone.
-            let ownerUUID = try? await connection.domain(named: owner).uuid
+            let ownerUUID = try await domainUUID(named: owner, on: connection)
             let reservations = Reservations(store: store, connection: connection)
             let made = try await reservations.reserve(
                 from: poolRecord, mac: MACAddress(mac)!, owner: owner, ownerUUID: ownerUUID,
@@ -217,6 +217,15 @@ public struct PoolCommand: AsyncParsableCommand {
             }
             try await Reservations(store: store, connection: try await global.connect()).release(allocation)
         }
+    }
+}
+
+/// The UUID of the domain called `name`, or `nil` when there is none (other failures throw).
+private func domainUUID(named name: String, on connection: Connection) async throws(LibvirtError) -> UUID? {
+    do {
+        return try await connection.domain(named: name).uuid
+    } catch where error.code == .noDomain {
+        return nil
     }
 }
 

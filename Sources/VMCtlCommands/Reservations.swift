@@ -59,7 +59,7 @@ struct Reservations {
 
     /// Removes an allocation's DHCP host entry from whichever configs hold it, then frees the address.
     func release(_ allocation: Allocation) async throws(VMCtlError) {
-        if let network = try? await connection.network(named: allocation.network) {
+        if let network = try await existingNetwork(allocation.network) {
             let view = try await views(of: network)
             if let (index, host) = expectedEntry(for: allocation, in: view.definition) {
                 try await change(.delete, host, index: index, on: network, in: view.copies(holding: host, at: index))
@@ -97,6 +97,18 @@ struct Reservations {
             throw VMCtlError(while: "read network \(network.name)", error)
         } catch {
             throw VMCtlError("cannot read network \(network.name): \(error)")
+        }
+    }
+
+    /// The network called `name`, or `nil` only when libvirt says there is no such network: any
+    /// other failure (a lost connection, say) is an error, never taken for "gone".
+    func existingNetwork(_ name: String) async throws(VMCtlError) -> Network? {
+        do {
+            return try await connection.network(named: name)
+        } catch where error.code == .noNetwork {
+            return nil
+        } catch {
+            throw VMCtlError(while: "look up network \(name)", error)
         }
     }
 
