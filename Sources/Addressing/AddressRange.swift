@@ -1,6 +1,6 @@
 /// An inclusive run of addresses of one family: `203.0.113.8-203.0.113.15`, a CIDR block, or one
 /// address.
-public struct AddressRange: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
+public struct AddressRange: Hashable, Sendable, Comparable, TextCodable {
     public let first: IPAddress
     public let last: IPAddress
 
@@ -62,18 +62,6 @@ public struct AddressRange: Hashable, Sendable, Comparable, CustomStringConverti
 
     public static func < (lhs: Self, rhs: Self) -> Bool { (lhs.first, lhs.last) < (rhs.first, rhs.last) }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let range = AddressRange(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an address range: \(text)"))
-        }
-        self = range
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }
 
 extension Array where Element == AddressRange {
@@ -90,4 +78,11 @@ extension Array where Element == AddressRange {
         }
         return result
     }
+}
+
+extension AddressRange {
+    public static var textKind: String { "an address range" }
+
+    /// Parses text (`LosslessStringConvertible`).
+    public init?(_ description: String) { self.init(Substring(description)) }
 }

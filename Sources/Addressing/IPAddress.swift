@@ -58,7 +58,7 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
 }
 
 /// An IP address of either family.
-public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
+public enum IPAddress: Hashable, Comparable, Sendable, TextCodable {
     case v4(IPv4Address)
     case v6(IPv6Address)
 
@@ -111,16 +111,11 @@ public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible, 
         (lhs.family == .ipv4 ? 0 : 1, lhs.number) < (rhs.family == .ipv4 ? 0 : 1, rhs.number)
     }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let address = IPAddress(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an IP address: \(text)"))
-        }
-        self = address
-    }
+}
 
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
+extension IPAddress {
+    public static var textKind: String { "an IP address" }
+
+    /// Parses text (`LosslessStringConvertible`).
+    public init?(_ description: String) { self.init(Substring(description)) }
 }

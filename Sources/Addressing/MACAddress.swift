@@ -1,5 +1,5 @@
 /// An Ethernet MAC address.
-public struct MACAddress: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
+public struct MACAddress: Hashable, Comparable, Sendable, TextCodable {
     public let bytes: [UInt8]
 
     /// Six bytes; `nil` otherwise.
@@ -36,16 +36,11 @@ public struct MACAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let mac = MACAddress(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a MAC address: \(text)"))
-        }
-        self = mac
-    }
+}
 
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
+extension MACAddress {
+    public static var textKind: String { "a MAC address" }
+
+    /// Parses text (`LosslessStringConvertible`).
+    public init?(_ description: String) { self.init(Substring(description)) }
 }
