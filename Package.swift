@@ -56,6 +56,12 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        // scripts/bench-reservations: reservation latency per network mode, side by side.
+        .executableTarget(
+            name: "vmctl-bench",
+            dependencies: ["VMCtlCommands", "Libvirt", "AllocationStore", "Addressing"],
+            swiftSettings: strictSwift
+        ),
         .executableTarget(
             name: "vmctl",
             dependencies: ["VMCtlCommands"],

@@ -22,6 +22,12 @@ public final class AllocationStore: Sendable {
             var configuration = Configuration()
             configuration.busyMode = .timeout(30)
             configuration.foreignKeysEnabled = true
+            // Write-ahead logging: one fsync per commit instead of the rollback journal's
+            // several (measured: the allocation transaction from 3.6 to ~1 ms), with full
+            // durability kept (synchronous stays FULL).
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")
+            }
             database = try DatabaseQueue(path: path, configuration: configuration)
             try Self.migrator.migrate(database)
         } catch {

@@ -1,7 +1,7 @@
-import Addressing
-import AllocationStore
-import Foundation
-import Libvirt
+public import Addressing
+public import AllocationStore
+public import Foundation
+public import Libvirt
 import LibvirtXML
 
 /// An address reserved for a NIC: the store's allocation and, where the network serves DHCP for
@@ -12,17 +12,22 @@ import LibvirtXML
 /// boots; if the entry cannot be added the allocation is given back. Releasing removes the host
 /// entry first and only then gives the address back, so an address never returns to the pool
 /// while libvirt still hands it to the old MAC.
-struct Reservations {
-    let store: AllocationStore
-    let connection: Connection
+public struct Reservations: Sendable {
+    public let store: AllocationStore
+    public let connection: Connection
+
+    public init(store: AllocationStore, connection: Connection) {
+        self.store = store
+        self.connection = connection
+    }
 
     /// Reserves one address of each requested family (or exactly the `requested` addresses) from
     /// `pool` for the NIC `mac`. All or nothing.
-    func reserve(
+    public func reserve(
         from pool: Pool, mac: MACAddress, owner: String, ownerUUID: UUID? = nil, requested: [IPAddress] = []
     ) async throws(VMCtlError) -> [Allocation] {
-        let network = try await lookUpNetwork(pool.network, of: pool.name)
-        let view = try await views(of: network)
+        // libvirt's view of the network is read while the store allocates: neither needs the other.
+        async let prepared = prepare(pool.network, of: pool.name)
         let wanted: [(IPAddress.Family, IPAddress?)] = requested.isEmpty
             ? pool.layout.families.map { ($0, nil) }
             : requested.map { ($0.family, $0) }
@@ -37,6 +42,7 @@ struct Reservations {
                     throw VMCtlError(error.description)
                 }
                 done.append(allocation)
+                let (network, view) = try await prepared.get()
                 if let (index, host) = expectedEntry(for: allocation, in: view.definition) {
                     do {
                         try await network.update(.add, .dhcpHost, parentIndex: index, xml: host.xml,
@@ -58,7 +64,7 @@ struct Reservations {
     }
 
     /// Removes an allocation's DHCP host entry from whichever configs hold it, then frees the address.
-    func release(_ allocation: Allocation) async throws(VMCtlError) {
+    public func release(_ allocation: Allocation) async throws(VMCtlError) {
         if let network = try await existingNetwork(allocation.network) {
             let view = try await views(of: network)
             if let (index, host) = expectedEntry(for: allocation, in: view.definition) {
@@ -89,10 +95,14 @@ struct Reservations {
     /// The live (when running) and persistent definitions of a network.
     func views(of network: Network) async throws(VMCtlError) -> NetworkView {
         do {
-            let live = try await network.isActive() ? try NetworkDefinition(xml: try await network.xml()) : nil
-            let persistent = try await network.isPersistent()
-                ? try NetworkDefinition(xml: try await network.xml(inactive: true)) : nil
-            return NetworkView(live: live, persistent: persistent)
+            // Four independent round trips: in flight together on the one connection.
+            async let active = network.isActive()
+            async let persistent = network.isPersistent()
+            async let liveXML = network.xml()
+            async let persistentXML = network.xml(inactive: true)
+            return NetworkView(
+                live: try await active ? try NetworkDefinition(xml: try await liveXML) : nil,
+                persistent: try await persistent ? try NetworkDefinition(xml: try await persistentXML) : nil)
         } catch let error as LibvirtError {
             throw VMCtlError(while: "read network \(network.name)", error)
         } catch {
@@ -109,6 +119,17 @@ struct Reservations {
             return nil
         } catch {
             throw VMCtlError(while: "look up network \(name)", error)
+        }
+    }
+
+    /// The pool's network and libvirt's view of it, as a value so that it can be read in an
+    /// `async let` while the store works.
+    private func prepare(_ name: String, of pool: String) async -> Result<(Network, NetworkView), VMCtlError> {
+        do throws(VMCtlError) {
+            let network = try await lookUpNetwork(name, of: pool)
+            return .success((network, try await views(of: network)))
+        } catch {
+            return .failure(error)
         }
     }
 

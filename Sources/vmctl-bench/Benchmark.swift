@@ -1,0 +1,124 @@
+import Addressing
+import AllocationStore
+import Foundation
+import Libvirt
+import VMCtlCommands
+
+/// Reservation latency per libvirt network mode, measured side by side in one run against the
+/// libvirtd in $VMCTL_CONNECT (scripts/bench-reservations starts a private one). In-process: no
+/// process start-up is counted, only vmctl's reservation (store + DHCP host entry).
+@main
+enum Benchmark {
+    static let modes = ["nat", "route", "isolated", "open"]
+    static let runs = 30
+    static let concurrent = 20
+
+    static func main() async {
+        do {
+            try await run()
+        } catch {
+            FileHandle.standardError.write(Data("vmctl-bench: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    static func run() async throws {
+        guard let uri = ProcessInfo.processInfo.environment["VMCTL_CONNECT"] else {
+            throw VMCtlError("VMCTL_CONNECT is not set", hint: "run scripts/bench-reservations")
+        }
+        let connection = try await Connection.open(uri)
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-bench-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let store = try AllocationStore(path: scratch.appendingPathComponent("state.sqlite").path)
+        let reservations = Reservations(store: store, connection: connection)
+
+        print("reservation of one IPv4 address (store + live and persistent DHCP host entry), \(runs) runs after a warm-up")
+        print("mode       median ms   min ms   max ms   \(concurrent) concurrent, total ms   goal (<5 ms, <1000 ms)")
+        var medians: [String: Double] = [:]
+        for (index, mode) in modes.enumerated() {
+            let name = "bench-\(mode)"
+            let forward = mode == "isolated" ? "" : "<forward mode='\(mode)'/>"
+            let network = try await connection.defineNetwork(xml: """
+                <network><name>\(name)</name>\(forward)<bridge name='vbench\(index)'/>
+                  <ip address='10.230.\(index).1' prefix='24'><dhcp><range start='10.230.\(index).200' end='10.230.\(index).250'/></dhcp></ip>
+                </network>
+                """)
+            try await network.start()
+            let layout = try PoolLayout(ranges: [AddressRange("10.230.\(index).10-10.230.\(index).199")!],
+                                        subnets: [(Subnet("10.230.\(index).0/24")!, IPAddress("10.230.\(index).1"))])
+            let pool = Pool(name: name, network: name, layout: layout, allUsable: false)
+            try store.create(pool)
+            var made: [Allocation] = []
+            func mac(_ n: Int) -> MACAddress { MACAddress(bytes: [0x52, 0x54, 0x00, 0xbe, UInt8(index), UInt8(n)])! }
+
+            made += try await reservations.reserve(from: pool, mac: mac(0), owner: "warm-up")
+            var samples: [Double] = []
+            for n in 1...runs {
+                let start = ContinuousClock.now
+                made += try await reservations.reserve(from: pool, mac: mac(n), owner: "vm\(n)")
+                samples.append(milliseconds(ContinuousClock.now - start))
+            }
+            let start = ContinuousClock.now
+            let batch = try await withThrowingTaskGroup(of: [Allocation].self) { group in
+                for n in 0..<concurrent {
+                    group.addTask { try await reservations.reserve(from: pool, mac: mac(100 + n), owner: "c\(n)") }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            let total = milliseconds(ContinuousClock.now - start)
+            made += batch
+            samples.sort()
+            let median = samples[samples.count / 2]
+            medians[mode] = median
+            let met = median < 5 && total < 1000 ? "met" : "missed"
+            print(mode.padding(toLength: 9, withPad: " ", startingAt: 0)
+                  + String(format: " %9.1f %8.1f %8.1f %25.0f   ", median, samples.first!, samples.last!, total) + met)
+
+            if mode == "open" {
+                // Where the time goes: the store's transaction alone (allocate + release).
+                var storeSamples: [Double] = []
+                for n in 0..<runs {
+                    let start = ContinuousClock.now
+                    let allocation = try store.allocate(from: name, family: .ipv4, ownerName: "s\(n)", mac: mac(200 + n))
+                    storeSamples.append(milliseconds(ContinuousClock.now - start))
+                    _ = try store.release(allocation.address, from: name)
+                }
+                storeSamples.sort()
+                print(String(format: "  of which the store's allocation transaction: median %.1f ms", storeSamples[runs / 2]))
+                // ... and libvirt's part: reading the network's state, and the update itself.
+                var readSamples: [Double] = []
+                var updateSamples: [Double] = []
+                for n in 0..<runs {
+                    let start = ContinuousClock.now
+                    let looked = try await connection.network(named: name)
+                    async let active = looked.isActive()
+                    async let persistent = looked.isPersistent()
+                    async let live = looked.xml()
+                    async let inactive = looked.xml(inactive: true)
+                    _ = try await (active, persistent, live, inactive)
+                    readSamples.append(milliseconds(ContinuousClock.now - start))
+                    let host = "<host mac='\(mac(220 + n))' ip='10.230.\(index).\(150 + n)'/>"
+                    let update = ContinuousClock.now
+                    try await looked.update(.add, .dhcpHost, parentIndex: 0, xml: host, affecting: [.live, .config])
+                    updateSamples.append(milliseconds(ContinuousClock.now - update))
+                    try await looked.update(.delete, .dhcpHost, parentIndex: 0, xml: host, affecting: [.live, .config])
+                }
+                readSamples.sort()
+                updateSamples.sort()
+                print(String(format: "  lookup + state and XML reads: median %.1f ms; virNetworkUpdate live+config: median %.1f ms",
+                             readSamples[runs / 2], updateSamples[runs / 2]))
+            }
+            for allocation in made { try await reservations.release(allocation) }
+            try store.deletePool(named: name, force: false)
+            try await network.destroy()
+            try await network.undefine()
+        }
+        if let open = medians["open"] {
+            print("ratios to open: " + modes.map { String(format: "%@ %.0fx", $0 as NSString, medians[$0]! / open) }.joined(separator: ", "))
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+    }
+}
