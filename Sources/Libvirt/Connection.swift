@@ -193,3 +193,21 @@ func takeHandles<T>(_ array: UnsafeMutablePointer<OpaquePointer?>?, count: Int32
     return (0..<Int(count)).compactMap { array[$0].map(wrap) }
 }
 
+
+extension Connection {
+    /// The names of the host's network interfaces (physical, bridges, ...), as libvirtd's host
+    /// sees them.
+    ///
+    /// The corresponding C functions are `virConnectListAllInterfaces`, `virInterfaceGetName`
+    /// and `virInterfaceFree`.
+    public func interfaceNames() async throws(LibvirtError) -> [String] {
+        try await blocking { () throws(LibvirtError) in
+            var list: UnsafeMutablePointer<OpaquePointer?>?
+            let count = try check(virConnectListAllInterfaces(self.handle, &list, 0))
+            return takeHandles(list, count: count) { interface in
+                defer { virInterfaceFree(interface) }
+                return virInterfaceGetName(interface).map { String(cString: $0) } ?? ""
+            }
+        }
+    }
+}

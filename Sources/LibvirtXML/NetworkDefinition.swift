@@ -11,6 +11,14 @@ public struct NetworkDefinition: Sendable, Equatable {
     public var name: String
     /// `nat`, `route`, `open`, `bridge`, ...; `nil` for an isolated network.
     public var forwardMode: String?
+    /// The forward device (`<forward dev=...>`), if any.
+    public var forwardDevice: String?
+    /// The bridge's name.
+    public var bridge: String?
+    /// The local DNS domain, if any.
+    public var domain: String?
+    /// Whether libvirt's dnsmasq answers DNS (`<dns enable='no'/>` turns it off).
+    public var dnsEnabled: Bool
     public var ips: [IPElement]
 
     /// One `<ip>` element.
@@ -22,6 +30,8 @@ public struct NetworkDefinition: Sendable, Equatable {
         public var subnet: Subnet
         /// Whether it has a `<dhcp>` element, so dnsmasq serves DHCP (or DHCPv6) there.
         public var hasDHCP: Bool
+        /// The first dynamic range of that `<dhcp>`, if any.
+        public var dhcpRange: AddressRange?
         public var hosts: [DHCPHost]
     }
 
@@ -47,7 +57,12 @@ public struct NetworkDefinition: Sendable, Equatable {
             throw XMLProblem("not a libvirt network definition")
         }
         name = root.elements(forName: "name").first?.stringValue ?? ""
-        forwardMode = root.elements(forName: "forward").first.map { $0.attribute(forName: "mode")?.stringValue ?? "nat" }
+        let forward = root.elements(forName: "forward").first
+        forwardMode = forward.map { $0.attribute(forName: "mode")?.stringValue ?? "nat" }
+        forwardDevice = forward?.attribute(forName: "dev")?.stringValue
+        bridge = root.elements(forName: "bridge").first?.attribute(forName: "name")?.stringValue
+        domain = root.elements(forName: "domain").first?.attribute(forName: "name")?.stringValue
+        dnsEnabled = root.elements(forName: "dns").first?.attribute(forName: "enable")?.stringValue != "no"
         var ips: [IPElement] = []
         for (index, element) in root.elements(forName: "ip").enumerated() {
             guard let addressText = element.attribute(forName: "address")?.stringValue,
@@ -72,7 +87,12 @@ public struct NetworkDefinition: Sendable, Equatable {
                     name: host.attribute(forName: "name")?.stringValue,
                     address: host.attribute(forName: "ip")?.stringValue.flatMap(IPAddress.init))
             }
-            ips.append(IPElement(index: index, address: address, subnet: subnet, hasDHCP: dhcp != nil, hosts: hosts))
+            let range = dhcp?.elements(forName: "range").first.flatMap { element -> AddressRange? in
+                guard let start = element.attribute(forName: "start")?.stringValue.flatMap(IPAddress.init),
+                      let end = element.attribute(forName: "end")?.stringValue.flatMap(IPAddress.init) else { return nil }
+                return AddressRange(first: start, last: end)
+            }
+            ips.append(IPElement(index: index, address: address, subnet: subnet, hasDHCP: dhcp != nil, dhcpRange: range, hosts: hosts))
         }
         self.ips = ips
     }
@@ -136,4 +156,20 @@ public func escapeXML(_ text: String) -> String {
 public struct XMLProblem: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// The parts of a domain's XML that vmctl reads.
+public struct DomainDefinition: Sendable, Equatable {
+    /// The libvirt networks the domain's interfaces attach to, in order.
+    public var networks: [String]
+
+    /// Parses `virDomainGetXMLDesc` output.
+    public init(xml: String) throws(XMLProblem) {
+        guard let document = try? XMLDocument(xmlString: xml), let root = document.rootElement(), root.name == "domain" else {
+            throw XMLProblem("not a libvirt domain definition")
+        }
+        networks = root.elements(forName: "devices").flatMap { $0.elements(forName: "interface") }
+            .filter { $0.attribute(forName: "type")?.stringValue == "network" }
+            .compactMap { $0.elements(forName: "source").first?.attribute(forName: "network")?.stringValue }
+    }
 }
