@@ -9,7 +9,7 @@ public struct NetworkCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "network",
         abstract: "Create and manage nat, routed, open, isolated and bridged networks.",
-        subcommands: [Create.self, List.self, Show.self, Start.self, Stop.self, Destroy.self])
+        subcommands: [Create.self, List.self, Show.self, Start.self, Stop.self, Destroy.self, Firewall.self])
 
     public init() {}
 
@@ -113,7 +113,7 @@ public struct NetworkCommand: AsyncParsableCommand {
         public init() {}
 
         public func run() async throws {
-            let network = try await lookUp(name, on: try await global.connect())
+            let network = try await lookUpNetwork(name, on: try await global.connect())
             Output.write(try Output.render(try await summary(of: network), as: format))
         }
     }
@@ -126,7 +126,7 @@ public struct NetworkCommand: AsyncParsableCommand {
         public init() {}
 
         public func run() async throws {
-            let network = try await lookUp(name, on: try await global.connect())
+            let network = try await lookUpNetwork(name, on: try await global.connect())
             if try await !network.isActive() { try await network.start() }
         }
     }
@@ -139,7 +139,7 @@ public struct NetworkCommand: AsyncParsableCommand {
         public init() {}
 
         public func run() async throws {
-            let network = try await lookUp(name, on: try await global.connect())
+            let network = try await lookUpNetwork(name, on: try await global.connect())
             if try await network.isActive() { try await network.destroy() }
         }
     }
@@ -155,7 +155,7 @@ public struct NetworkCommand: AsyncParsableCommand {
 
         public func run() async throws {
             let connection = try await global.connect()
-            let network = try await lookUp(name, on: connection)
+            let network = try await lookUpNetwork(name, on: connection)
             if !force {
                 var users: [String] = []
                 for domain in try await connection.domains() {
@@ -194,7 +194,7 @@ private func define(xml: String, on connection: Connection) async throws(VMCtlEr
     }
 }
 
-private func lookUp(_ name: String, on connection: Connection) async throws(VMCtlError) -> Network {
+func lookUpNetwork(_ name: String, on connection: Connection) async throws(VMCtlError) -> Network {
     do {
         return try await connection.network(named: name)
     } catch where error.code == .noNetwork {

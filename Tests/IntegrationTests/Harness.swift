@@ -71,7 +71,7 @@ struct Harness {
 
     /// The test guest's domain XML: TCG, direct kernel boot, one virtio NIC with a fixed MAC, an
     /// optional virtio disk, the serial console written to `console`.
-    func guestXML(name: String, network: String, mac: String, disk: String? = nil, console: URL) -> String {
+    func guestXML(name: String, network: String, mac: String, disk: String? = nil, console: URL, cmdline: String = "") -> String {
         let diskXML = disk.map {
             """
             <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
@@ -83,7 +83,7 @@ struct Harness {
               <memory unit='MiB'>192</memory><vcpu>1</vcpu>
               <os><type arch='x86_64' machine='pc'>hvm</type>
                 <kernel>\(kernel)</kernel><initrd>\(initrd)</initrd>
-                <cmdline>console=ttyS0 quiet</cmdline></os>
+                <cmdline>console=ttyS0 quiet \(cmdline)</cmdline></os>
               <devices>
                 \(diskXML)
                 <interface type='network'><source network='\(network)'/>
