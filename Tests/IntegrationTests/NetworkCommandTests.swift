@@ -113,6 +113,39 @@ extension Integration {
             #expect(try runVMCtl(["network", "destroy", base], environment: environment).status == 0)
         }
 
+        @Test("a TCG guest on a dual-stack network gets its IPv4 lease and its EUI-64 IPv6 address by SLAAC", .timeLimit(.minutes(3)))
+        func slaac() async throws {
+            let harness = try Harness.require()
+            let connection = try await harness.connect()
+            let id = uniqueSuffix()
+            let octet = Int.random(in: 10...250)
+            let name = "its-\(id)"
+            let environment = ["VMCTL_CONNECT": harness.uri]
+            let created = try runVMCtl(["network", "create", name, "--mode", "nat", "--ipv4", "10.226.\(octet).0/24",
+                                        "--dhcp4", "10.226.\(octet).100-10.226.\(octet).200", "--ipv6", "fd00:226:\(octet)::/64"],
+                                       environment: environment)
+            #expect(created.status == 0, "\(created.standardError)")
+            #expect(try show(name, harness).ipv6Addressing == "slaac")
+            let mac = String(format: "52:54:00:5a:%02x:07", octet)
+            let console = try harness.scratch(id).appendingPathComponent("console.log")
+            let domain = try await connection.defineDomain(xml: harness.guestXML(name: "\(name)-vm", network: name, mac: mac, console: console))
+            try await domain.start()
+            // EUI-64 of 52:54:00:5a:XX:07: flip the universal/local bit, insert ff:fe.
+            let expected = try #require(IPAddress(String(format: "fd00:226:\(octet)::5054:ff:fe5a:%x07", octet)))
+            let seen = try await eventually(timeout: .seconds(90)) { () -> IPAddress? in
+                let text = (try? String(contentsOf: console, encoding: .utf8)) ?? ""
+                // The serial console ends its lines with CR LF.
+                return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.compactMap { line -> IPAddress? in
+                    guard line.hasPrefix("vmctl-guest: ipv6 eth0 "), line.hasSuffix("/64") else { return nil }
+                    return IPAddress(line.dropFirst("vmctl-guest: ipv6 eth0 ".count).dropLast(3))
+                }.first
+            }
+            #expect(seen == expected, "console: \((try? String(contentsOf: console, encoding: .utf8)) ?? "<none>")")
+            try await domain.destroy()
+            try await domain.undefine()
+            #expect(try runVMCtl(["network", "destroy", name], environment: environment).status == 0)
+        }
+
         @Test("a TCG guest gets a DHCP address on vmctl's nat, route and open networks", .timeLimit(.minutes(4)),
               arguments: ["nat", "route", "open"])
         func guestDHCP(mode: String) async throws {
