@@ -71,7 +71,54 @@ public final class AllocationStore: Sendable {
                 table.uniqueKey(["network", "mac", "family"])
             }
         }
+        migrator.registerMigration("v2: port forwards") { db in
+            try db.create(table: "portForward") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("network", .text).notNull()
+                table.column("proto", .text).notNull()
+                table.column("hostPort", .integer).notNull()
+                table.column("vm", .text).notNull()
+                table.column("guestAddress", .text).notNull()
+                table.column("guestPort", .integer).notNull()
+                table.column("createdAt", .datetime).notNull()
+                // A host port leads to one place.
+                table.uniqueKey(["proto", "hostPort"])
+            }
+        }
         return migrator
+    }
+
+    // MARK: Port forwards
+
+    /// Records a port forward; fails if the host port is taken.
+    public func add(_ forward: PortForward) throws(StoreError) -> PortForward {
+        try write { db in
+            if let holder = try PortForward.filter(Column("proto") == forward.proto && Column("hostPort") == forward.hostPort).fetchOne(db) {
+                throw StoreError.portTaken(forward.proto, forward.hostPort, network: holder.network, vm: holder.vm)
+            }
+            var record = forward
+            try record.insert(db)
+            return record
+        }
+    }
+
+    /// Port forwards, of one network or all, by protocol and host port.
+    public func portForwards(on network: String? = nil) throws(StoreError) -> [PortForward] {
+        try read { db in
+            var request = PortForward.order(Column("proto"), Column("hostPort"))
+            if let network { request = request.filter(Column("network") == network) }
+            return try request.fetchAll(db)
+        }
+    }
+
+    /// Deletes the forward of a host port on a network; returns it.
+    public func removePortForward(network: String, proto: String, hostPort: Int) throws(StoreError) -> PortForward {
+        try write { db in
+            let request = PortForward.filter(Column("network") == network && Column("proto") == proto && Column("hostPort") == hostPort)
+            guard let forward = try request.fetchOne(db) else { throw StoreError.noPortForward(proto, hostPort, network: network) }
+            try request.deleteAll(db)
+            return forward
+        }
     }
 
     // MARK: Pools
@@ -218,6 +265,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case macHoldsAddress(MACAddress, address: Allocation)
     case notAllocated(IPAddress, pool: String)
     case conflict(String)
+    case portTaken(String, Int, network: String, vm: String)
+    case noPortForward(String, Int, network: String)
 
     public var description: String {
         switch self {
@@ -239,6 +288,10 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             "MAC \(mac) already holds \(allocation.address) on network \(allocation.network) (pool \(allocation.pool), owner \(allocation.ownerName)); release it first"
         case .notAllocated(let address, let pool):
             "address \(address) is not allocated in pool \(pool)"
+        case .portTaken(let proto, let port, let network, let vm):
+            "host port \(proto)/\(port) is already forwarded to \(vm) on network \(network); choose another --host-port"
+        case .noPortForward(let proto, let port, let network):
+            "no forward of host port \(proto)/\(port) on network \(network); see vmctl network forward list"
         case .conflict(let message):
             "the allocation conflicts with another one (\(message)); retry"
         }

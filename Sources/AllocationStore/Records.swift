@@ -61,3 +61,30 @@ public struct Allocation: Codable, Sendable, Equatable, Hashable, FetchableRecor
         id = inserted.rowID
     }
 }
+
+/// A host port forwarded to a guest's port on a network (DNAT), at most one per protocol and port.
+public struct PortForward: Codable, Sendable, Equatable, Hashable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "portForward"
+
+    public var id: Int64?
+    public var network: String
+    /// `tcp` or `udp`.
+    public var proto: String
+    public var hostPort: Int
+    public var vm: String
+    public var guestAddress: IPAddress
+    public var guestPort: Int
+    public var createdAt: Date
+
+    public init(network: String, proto: String, hostPort: Int, vm: String, guestAddress: IPAddress, guestPort: Int, createdAt: Date = Date()) {
+        self.network = network
+        self.proto = proto
+        self.hostPort = hostPort
+        self.vm = vm
+        self.guestAddress = guestAddress
+        self.guestPort = guestPort
+        self.createdAt = createdAt
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}

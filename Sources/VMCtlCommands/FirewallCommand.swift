@@ -47,13 +47,7 @@ extension NetworkCommand {
                 }
                 return
             }
-            guard isLocal(global.uri) else {
-                throw VMCtlError("--apply changes this host's firewall, but \(global.uri) is another host", hint: "run vmctl there")
-            }
-            guard FileManager.default.fileExists(atPath: "/sys/class/net/\(rules.bridge)") else {
-                throw VMCtlError("bridge \(rules.bridge) of network \(name) is not in this network namespace",
-                                 hint: "run vmctl network firewall --apply where libvirtd's bridges are (e.g. ip netns exec NS vmctl ...)")
-            }
+            try requireBridgeHere(rules.bridge, network: name, uri: global.uri)
             try enableForwarding(ipv6: rules.ipv6.isEmpty == false)
             switch format {
             case .iptables:
@@ -71,7 +65,7 @@ extension NetworkCommand {
 }
 
 /// Inserts a jump from a built-in chain into vmctl's, unless it is there already.
-private func ensureJump(_ tool: String, _ jump: (table: String, chain: String, target: String)) throws(VMCtlError) {
+func ensureJump(_ tool: String, _ jump: (table: String, chain: String, target: String)) throws(VMCtlError) {
     if (try? runTool(tool, ["-t", jump.table, "-C", jump.chain, "-j", jump.target])) != nil { return }
     try runTool(tool, ["-t", jump.table, "-I", jump.chain, "1", "-j", jump.target])
 }

@@ -79,6 +79,7 @@ struct FirewallRules: Equatable {
             rules.append("-A \(chain("FWD")) -s \(s) -i \(bridge) -j ACCEPT")
         }
         return rules + ["-A \(chain("FWD")) -i \(bridge) -o \(bridge) -j ACCEPT",
+                        "-A \(chain("FWD")) -o \(bridge) -m conntrack --ctstate DNAT -j ACCEPT",
                         "-A \(chain("FWD")) -i \(bridge) -j REJECT --reject-with \(reject)",
                         "-A \(chain("FWD")) -o \(bridge) -j REJECT --reject-with \(reject)"]
     }
@@ -108,7 +109,8 @@ struct FirewallRules: Equatable {
             forward.append("ip6 daddr \(subnet) oifname \"\(bridge)\" accept")
             forward.append("ip6 saddr \(subnet) iifname \"\(bridge)\" accept")
         }
-        forward += ["iifname \"\(bridge)\" oifname \"\(bridge)\" accept", "iifname \"\(bridge)\" reject", "oifname \"\(bridge)\" reject"]
+        forward += ["iifname \"\(bridge)\" oifname \"\(bridge)\" accept", "oifname \"\(bridge)\" ct status dnat accept",
+                    "iifname \"\(bridge)\" reject", "oifname \"\(bridge)\" reject"]
         var input = ["iifname \"\(bridge)\" udp dport { 53, 67 } accept", "iifname \"\(bridge)\" tcp dport { 53, 67 } accept"]
         if dhcpv6 { input.append("iifname \"\(bridge)\" udp dport 547 accept") }
         var lines = ["# vmctl: host firewall for open network \(network) (bridge \(bridge)); nft -f",

@@ -9,7 +9,7 @@ public struct NetworkCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "network",
         abstract: "Create and manage nat, routed, open, isolated and bridged networks.",
-        subcommands: [Create.self, List.self, Show.self, Start.self, Stop.self, Destroy.self, Firewall.self])
+        subcommands: [Create.self, List.self, Show.self, Start.self, Stop.self, Destroy.self, Firewall.self, Forward.self])
 
     public init() {}
 

@@ -19,15 +19,9 @@ extension Integration {
             let octet = Int.random(in: 10...250)
             let peer = "vmctl-peer-\(id)"
             let uplink = "10.240.\(octet)"
-            #expect(try runProcess("/usr/sbin/ip", ["netns", "add", peer]).status == 0)
-            defer { _ = try? runProcess("/usr/sbin/ip", ["netns", "delete", peer]) }
+            defer { harness.removePeer(peer) }
+            try harness.makePeer(peer, uplink: uplink, suffix: id)
             let inPeer = ["-n", peer]
-            #expect(try harness.ip("link", "add", "vh\(id)", "type", "veth", "peer", "name", "vp\(id)", "netns", peer).status == 0)
-            #expect(try harness.ip("addr", "add", "\(uplink).1/24", "dev", "vh\(id)").status == 0)
-            #expect(try harness.ip("link", "set", "vh\(id)", "up").status == 0)
-            for arguments in [["addr", "add", "\(uplink).2/24", "dev", "vp\(id)"], ["link", "set", "vp\(id)", "up"], ["link", "set", "lo", "up"]] {
-                #expect(try runProcess("/usr/sbin/ip", inPeer + arguments).status == 0)
-            }
             // Routed: a public subnet the peer routes back to the host. NAT: a private subnet the
             // peer knows nothing of, so only masqueraded traffic can be answered.
             let subnet = kind == "routed" ? "198.51.100" : "10.241.\(octet)"
@@ -42,9 +36,7 @@ extension Integration {
             #expect(created.status == 0, "\(created.standardError)")
             defer { _ = try? runVMCtl(["network", "destroy", name, "--force"], environment: environment) }
             // Applied where the bridge is: inside the harness's namespace.
-            let applied = try runProcess("/usr/sbin/ip", ["netns", "exec", harness.netns, try vmctlExecutable(),
-                                                          "network", "firewall", name, "--apply"],
-                                         environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+            let applied = try harness.vmctlInNamespace(["network", "firewall", name, "--apply"], environment: environment)
             #expect(applied.status == 0, "\(applied.standardError)")
             let rules = try runProcess("/usr/sbin/ip", ["netns", "exec", harness.netns, "iptables", "-t", "nat", "-S"]).standardOutput
             #expect(rules.contains("MASQUERADE") == (kind == "nat"), "\(rules)")
@@ -71,14 +63,8 @@ extension Integration {
             let octet = Int.random(in: 10...250)
             let peer = "vmctl-peer-\(id)"
             let uplink = "10.242.\(octet)"
-            #expect(try runProcess("/usr/sbin/ip", ["netns", "add", peer]).status == 0)
-            defer { _ = try? runProcess("/usr/sbin/ip", ["netns", "delete", peer]) }
-            #expect(try harness.ip("link", "add", "vh\(id)", "type", "veth", "peer", "name", "vp\(id)", "netns", peer).status == 0)
-            #expect(try harness.ip("addr", "add", "\(uplink).1/24", "dev", "vh\(id)").status == 0)
-            #expect(try harness.ip("link", "set", "vh\(id)", "up").status == 0)
-            for arguments in [["addr", "add", "\(uplink).2/24", "dev", "vp\(id)"], ["link", "set", "vp\(id)", "up"]] {
-                #expect(try runProcess("/usr/sbin/ip", ["-n", peer] + arguments).status == 0)
-            }
+            defer { harness.removePeer(peer) }
+            try harness.makePeer(peer, uplink: uplink, suffix: id)
             // Forwarding on, as --apply would leave it, but no masquerading: replies cannot come back.
             #expect(try runProcess("/usr/sbin/ip", ["netns", "exec", harness.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]).status == 0)
             let name = "itg-\(id)"

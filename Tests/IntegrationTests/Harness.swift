@@ -135,6 +135,32 @@ struct Harness {
         })
     }
 
+    /// A second test host: a network namespace of the test's own, joined to the harness's by a
+    /// veth pair made inside the harness's namespace (the machine's own is never touched), with
+    /// `UPLINK.1` on the harness's side and `UPLINK.2` on the peer's. Delete it with `removePeer`.
+    func makePeer(_ name: String, uplink: String, suffix: String) throws {
+        func check(_ result: ProcessResult, _ what: String) throws {
+            guard result.status == 0 else { throw TestSupportError("\(what): \(result.standardError)") }
+        }
+        try check(try runProcess("/usr/sbin/ip", ["netns", "add", name]), "netns add")
+        try check(try ip("link", "add", "vh\(suffix)", "type", "veth", "peer", "name", "vp\(suffix)", "netns", name), "veth")
+        try check(try ip("addr", "add", "\(uplink).1/24", "dev", "vh\(suffix)"), "address")
+        try check(try ip("link", "set", "vh\(suffix)", "up"), "link up")
+        for arguments in [["addr", "add", "\(uplink).2/24", "dev", "vp\(suffix)"], ["link", "set", "vp\(suffix)", "up"], ["link", "set", "lo", "up"]] {
+            try check(try runProcess("/usr/sbin/ip", ["-n", name] + arguments), "peer \(arguments)")
+        }
+    }
+
+    func removePeer(_ name: String) {
+        _ = try? runProcess("/usr/sbin/ip", ["netns", "delete", name])
+    }
+
+    /// Runs the built vmctl inside the harness's network namespace, where libvirtd's bridges are.
+    func vmctlInNamespace(_ arguments: [String], environment: [String: String]) throws -> ProcessResult {
+        try runProcess("/usr/sbin/ip", ["netns", "exec", netns, try vmctlExecutable()] + arguments,
+                       environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+    }
+
     /// Runs `ip` inside the harness's network namespace.
     func ip(_ arguments: String...) throws -> ProcessResult {
         try runProcess("/usr/sbin/ip", ["-n", netns] + arguments)
