@@ -97,6 +97,14 @@ extension Integration {
                 #expect(result.standardError.split(separator: "\n").count == 1, "\(result.standardError)")
                 #expect(result.standardError.contains(expected), "\(arguments): \(result.standardError)")
             }
+            // A subnet holding an address of one of this machine's interfaces (read, never changed).
+            let hostAddresses = try runProcess("/usr/sbin/ip", ["-o", "-4", "addr", "show", "scope", "global"]).standardOutput
+            let hostLine = try #require(hostAddresses.split(separator: "\n").first, "this machine has no global IPv4 address to test against")
+            let fields = hostLine.split(separator: " ")
+            let hostInterface = String(fields[1]), hostCIDR = String(fields[3])
+            let overlap = try runVMCtl(["network", "create", "itv-host-\(id)", "--mode", "nat", "--ipv4", hostCIDR], environment: environment)
+            #expect(overlap.status == 1 && overlap.standardError.contains("of host interface \(hostInterface)"), "\(overlap.standardError)")
+
             let badName = try runVMCtl(["network", "create", "bad name;rm", "--mode", "nat", "--ipv4", "10.223.\(octet).0/24"], environment: environment)
             #expect(badName.status == 1 && badName.standardError.contains("invalid network name 'bad name;rm'"))
             #expect(Set(try await connection.networks().map(\.name)) == before)
@@ -111,6 +119,31 @@ extension Integration {
             #expect(replaced.status == 0, "\(replaced.standardError)")
             #expect(try show(base, harness).mode == "route")
             #expect(try runVMCtl(["network", "destroy", base], environment: environment).status == 0)
+        }
+
+        @Test("--templates DIR renders the operator's own copy of the network template")
+        func customTemplates() async throws {
+            let harness = try Harness.require()
+            let connection = try await harness.connect()
+            let id = uniqueSuffix()
+            let octet = Int.random(in: 10...250)
+            let directory = try harness.scratch(id).appendingPathComponent("templates")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("templates/network.xml.mustache")
+            let custom = try String(contentsOf: shipped, encoding: .utf8)
+                .replacingOccurrences(of: "  <name>{{name}}</name>\n", with: "  <name>{{name}}</name>\n  <mtu size='1400'/>\n")
+            try custom.write(to: directory.appendingPathComponent("network.xml.mustache"), atomically: true, encoding: .utf8)
+            let name = "itc-\(id)"
+            let environment = ["VMCTL_CONNECT": harness.uri]
+            let created = try runVMCtl(["network", "create", name, "--mode", "nat", "--ipv4", "10.228.\(octet).0/24",
+                                        "--templates", directory.path], environment: environment)
+            #expect(created.status == 0, "\(created.standardError)")
+            #expect(try await connection.network(named: name).xml().contains("<mtu size='1400'/>"))
+            let missing = try runVMCtl(["network", "create", "\(name)-x", "--mode", "nat", "--ipv4", "10.229.\(octet).0/24",
+                                        "--templates", "/nonexistent/templates"], environment: environment)
+            #expect(missing.status == 1 && missing.standardError.contains("templates directory /nonexistent/templates does not exist"))
+            #expect(try runVMCtl(["network", "destroy", name], environment: environment).status == 0)
         }
 
         @Test("a TCG guest on a dual-stack network gets its IPv4 lease and its EUI-64 IPv6 address by SLAAC", .timeLimit(.minutes(3)))
