@@ -47,7 +47,7 @@ public struct Doctor: AsyncParsableCommand {
         let pools = try store.pools()
         var networks: [String: NetworkView] = [:]
         for name in Set(pools.map(\.network) + allocations.map(\.network)) {
-            guard let network = try await reservations.existingNetwork(name) else { continue }
+            guard let network = try await reservations.connection.networkIfExists(name) else { continue }
             var view = try await reservations.views(of: network)
             if view.live != nil { view.leases = (try? await network.dhcpLeases()) ?? [] }
             networks[name] = view
@@ -67,12 +67,12 @@ public struct Doctor: AsyncParsableCommand {
         case .networkGone:
             if let allocation { _ = try store.release(allocation.address, from: allocation.pool) }
         case .entryMissing, .entryDrift:
-            guard let allocation, let network = try await reservations.existingNetwork(finding.network) else { return }
+            guard let allocation, let network = try await reservations.connection.networkIfExists(finding.network) else { return }
             let view = try await reservations.views(of: network)
             guard let (index, host) = expectedEntry(for: allocation, in: view.definition) else { return }
             try await reservations.change(.add, host, index: index, on: network, in: view.copies(missing: host, at: index))
         case .entryWithoutOwner:
-            guard let network = try await reservations.existingNetwork(finding.network) else { return }
+            guard let network = try await reservations.connection.networkIfExists(finding.network) else { return }
             let view = try await reservations.views(of: network)
             for definition in [view.live, view.persistent].compactMap({ $0 }) {
                 for ip in definition.ips {

@@ -194,24 +194,9 @@ private func define(xml: String, on connection: Connection) async throws(VMCtlEr
     }
 }
 
-func lookUpNetwork(_ name: String, on connection: Connection) async throws(VMCtlError) -> Network {
-    do {
-        return try await connection.network(named: name)
-    } catch where error.code == .noNetwork {
-        throw VMCtlError("no network named \(name)", hint: "see vmctl network list")
-    } catch {
-        throw VMCtlError(while: "look up network \(name)", error)
-    }
-}
-
 /// The network called `name` with its persistent (else live) definition, or `nil`.
 private func existingDefinition(_ name: String, on connection: Connection) async throws -> (Network, NetworkDefinition)? {
-    let network: Network
-    do {
-        network = try await connection.network(named: name)
-    } catch where error.code == .noNetwork {
-        return nil
-    }
+    guard let network = try await connection.networkIfExists(name) else { return nil }
     let persistent = try await network.isPersistent()
     return (network, try NetworkDefinition(xml: try await network.xml(inactive: persistent)))
 }

@@ -53,10 +53,7 @@ public struct PoolCommand: AsyncParsableCommand {
             let ranges = self.ranges.compactMap { AddressRange($0) }
             let exclusions = self.exclusions.compactMap { AddressRange($0) }
 
-            let libvirtNetwork: Network
-            do {
-                libvirtNetwork = try await connection.network(named: network)
-            } catch {
+            guard let libvirtNetwork = try await connection.networkIfExists(network) else {
                 throw VMCtlError("network \(network) does not exist", hint: "create it first, or check --connect")
             }
             let definition: NetworkDefinition
@@ -185,7 +182,7 @@ public struct PoolCommand: AsyncParsableCommand {
             let poolRecord = try store.pool(named: pool)
             let connection = try await global.connect()
             // A domain of that name owns the addresses: doctor then notices when it is gone.
-            let ownerUUID = try await domainUUID(named: owner, on: connection)
+            let ownerUUID = try await connection.domainIfExists(owner)?.uuid
             let reservations = Reservations(store: store, connection: connection)
             let made = try await reservations.reserve(
                 from: poolRecord, mac: MACAddress(mac)!, owner: owner, ownerUUID: ownerUUID,
@@ -217,15 +214,6 @@ public struct PoolCommand: AsyncParsableCommand {
             }
             try await Reservations(store: store, connection: try await global.connect()).release(allocation)
         }
-    }
-}
-
-/// The UUID of the domain called `name`, or `nil` when there is none (other failures throw).
-private func domainUUID(named name: String, on connection: Connection) async throws(LibvirtError) -> UUID? {
-    do {
-        return try await connection.domain(named: name).uuid
-    } catch where error.code == .noDomain {
-        return nil
     }
 }
 

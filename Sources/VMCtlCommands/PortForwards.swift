@@ -149,7 +149,9 @@ extension NetworkCommand {
 
 /// The VM's IPv4 address on `network`: its allocation there, else its current DHCP lease.
 private func guestAddress(of vm: String, on network: Network, connection: Connection, store: AllocationStore) async throws -> IPAddress {
-    let domain = try await lookUpDomain(vm, on: connection)
+    guard let domain = try await connection.domainIfExists(vm) else {
+        throw VMCtlError("no VM named \(vm)", hint: "give --to VM:PORT with an existing domain")
+    }
     let macs = try DomainDefinition(xml: try await domain.xml()).interfaces.filter { $0.network == network.name }.compactMap(\.mac)
     guard !macs.isEmpty else { throw VMCtlError("VM \(vm) has no interface on network \(network.name)") }
     if let allocation = try store.allocations().first(where: { $0.network == network.name && $0.family == .ipv4 && macs.contains($0.mac) }) {
@@ -173,15 +175,5 @@ struct PortForwardTable: Encodable, TextRenderable {
         Output.columns(["NETWORK", "PROTO", "HOST PORT", "VM", "TO"], forwards.map {
             [$0.network, $0.proto, "\($0.hostPort)", $0.vm, "\($0.guestAddress):\($0.guestPort)"]
         })
-    }
-}
-
-private func lookUpDomain(_ name: String, on connection: Connection) async throws(VMCtlError) -> Domain {
-    do {
-        return try await connection.domain(named: name)
-    } catch where error.code == .noDomain {
-        throw VMCtlError("no VM named \(name)", hint: "give --to VM:PORT with an existing domain")
-    } catch {
-        throw VMCtlError(while: "look up VM \(name)", error)
     }
 }

@@ -65,7 +65,7 @@ public struct Reservations: Sendable {
 
     /// Removes an allocation's DHCP host entry from whichever configs hold it, then frees the address.
     public func release(_ allocation: Allocation) async throws(VMCtlError) {
-        if let network = try await existingNetwork(allocation.network) {
+        if let network = try await connection.networkIfExists(allocation.network) {
             let view = try await views(of: network)
             if let (index, host) = expectedEntry(for: allocation, in: view.definition) {
                 try await change(.delete, host, index: index, on: network, in: view.copies(holding: host, at: index))
@@ -110,18 +110,6 @@ public struct Reservations: Sendable {
         }
     }
 
-    /// The network called `name`, or `nil` only when libvirt says there is no such network: any
-    /// other failure (a lost connection, say) is an error, never taken for "gone".
-    func existingNetwork(_ name: String) async throws(VMCtlError) -> Network? {
-        do {
-            return try await connection.network(named: name)
-        } catch where error.code == .noNetwork {
-            return nil
-        } catch {
-            throw VMCtlError(while: "look up network \(name)", error)
-        }
-    }
-
     /// The pool's network and libvirt's view of it, as a value so that it can be read in an
     /// `async let` while the store works.
     private func prepare(_ name: String, of pool: String) async -> Result<(Network, NetworkView), VMCtlError> {
@@ -134,11 +122,10 @@ public struct Reservations: Sendable {
     }
 
     private func lookUpNetwork(_ name: String, of pool: String) async throws(VMCtlError) -> Network {
-        do {
-            return try await connection.network(named: name)
-        } catch {
+        guard let network = try await connection.networkIfExists(name) else {
             throw VMCtlError("network \(name) of pool \(pool) does not exist on this connection",
                              hint: "check --connect, or recreate the network")
         }
+        return network
     }
 }
