@@ -44,3 +44,18 @@ extension MACAddress {
     /// Parses text (`LosslessStringConvertible`).
     public init?(_ description: String) { self.init(Substring(description)) }
 }
+
+extension MACAddress {
+    /// A MAC in libvirt's (QEMU's) `52:54:00` range derived from `seed`: the same seed always gives
+    /// the same MAC, so a VM's NIC keeps it for life and a retried create does not pick a new one.
+    /// The last three bytes are the low bytes of the seed's 64-bit FNV-1a hash.
+    public static func derived(from seed: String) -> MACAddress {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in seed.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return MACAddress(bytes: [0x52, 0x54, 0x00, UInt8(truncatingIfNeeded: hash >> 16),
+                                  UInt8(truncatingIfNeeded: hash >> 8), UInt8(truncatingIfNeeded: hash)])!
+    }
+}

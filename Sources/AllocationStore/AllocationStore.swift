@@ -85,7 +85,51 @@ public final class AllocationStore: Sendable {
                 table.uniqueKey(["proto", "hostPort"])
             }
         }
+        migrator.registerMigration("v3: pending creates") { db in
+            try db.create(table: "pendingCreate") { table in
+                table.primaryKey("name", .text)
+                table.column("uuid", .text).notNull()
+                table.column("process", .text).notNull()
+                table.column("volumes", .jsonText).notNull()
+                table.column("startedAt", .datetime).notNull()
+            }
+        }
         return migrator
+    }
+
+    // MARK: Pending creates
+
+    /// Claims `pending.name` for a create; fails if another create of that name is under way.
+    public func begin(_ pending: PendingCreate) throws(StoreError) {
+        try write { db in
+            if let other = try PendingCreate.fetchOne(db, key: pending.name) {
+                throw StoreError.createInProgress(pending.name, process: other.process)
+            }
+            try pending.insert(db)
+        }
+    }
+
+    /// Records the create's volumes so far.
+    public func update(_ pending: PendingCreate) throws(StoreError) {
+        try write { db in try pending.update(db) }
+    }
+
+    /// Ends a create (done, or undone): deletes its journal.
+    public func end(_ name: String) throws(StoreError) {
+        try write { db in _ = try PendingCreate.deleteOne(db, key: name) }
+    }
+
+    /// Every create under way or abandoned.
+    public func pendingCreates() throws(StoreError) -> [PendingCreate] {
+        try read { db in try PendingCreate.order(Column("name")).fetchAll(db) }
+    }
+
+    /// The allocations owned by the domain with `uuid`.
+    public func allocations(ownedBy uuid: UUID) throws(StoreError) -> [Allocation] {
+        try read { db in
+            try Allocation.filter(Column("ownerUUID") == uuid).fetchAll(db)
+                .sorted { ($0.pool, $0.address) < ($1.pool, $1.address) }
+        }
     }
 
     // MARK: Port forwards
@@ -267,6 +311,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case conflict(String)
     case portTaken(String, Int, network: String, vm: String)
     case noPortForward(String, Int, network: String)
+    case createInProgress(String, process: String)
 
     public var description: String {
         switch self {
@@ -292,6 +337,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             "host port \(proto)/\(port) is already forwarded to \(vm) on network \(network); choose another --host-port"
         case .noPortForward(let proto, let port, let network):
             "no forward of host port \(proto)/\(port) on network \(network); see vmctl network forward list"
+        case .createInProgress(let name, let process):
+            "VM \(name) is being created by another vmctl (process \(process.split(separator: ":").dropFirst().first ?? "?")); wait for it, or run vmctl doctor --fix if that process is gone"
         case .conflict(let message):
             "the allocation conflicts with another one (\(message)); retry"
         }

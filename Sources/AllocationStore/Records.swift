@@ -88,3 +88,30 @@ public struct PortForward: Codable, Sendable, Equatable, Hashable, FetchableReco
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
+
+/// A `vmctl create` under way: the journal that lets an interrupted or killed create be undone.
+///
+/// Written before the first step that changes anything and deleted when the VM is running, so a
+/// row whose process is gone is a create that never finished: `vmctl doctor --fix` undoes it. The
+/// name is unique: two creates of one name never run at once.
+public struct PendingCreate: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "pendingCreate"
+
+    /// The VM's name.
+    public var name: String
+    /// The UUID the domain is (or will be) defined with; its allocations' owner.
+    public var uuid: UUID
+    /// The creating process: `BOOT_ID:PID:START_TIME`, so that a reused PID is not taken for it.
+    public var process: String
+    /// Volumes the create made or is about to make (`POOL/NAME`), deleted when it is undone.
+    public var volumes: [String]
+    public var startedAt: Date
+
+    public init(name: String, uuid: UUID, process: String, volumes: [String] = [], startedAt: Date = Date()) {
+        self.name = name
+        self.uuid = uuid
+        self.process = process
+        self.volumes = volumes
+        self.startedAt = startedAt
+    }
+}

@@ -157,25 +157,3 @@ public struct XMLProblem: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
-
-/// The parts of a domain's XML that vmctl reads.
-public struct DomainDefinition: Sendable {
-    /// The libvirt networks the domain's interfaces attach to, in order.
-    public var networks: [String] { interfaces.map(\.network) }
-    /// Each interface on a libvirt network, with its MAC address.
-    public var interfaces: [(network: String, mac: MACAddress?)]
-
-    /// Parses `virDomainGetXMLDesc` output.
-    public init(xml: String) throws(XMLProblem) {
-        guard let document = try? XMLDocument(xmlString: xml), let root = document.rootElement(), root.name == "domain" else {
-            throw XMLProblem("not a libvirt domain definition")
-        }
-        interfaces = root.elements(forName: "devices").flatMap { $0.elements(forName: "interface") }
-            .filter { $0.attribute(forName: "type")?.stringValue == "network" }
-            .compactMap { element -> (network: String, mac: MACAddress?)? in
-                guard let network = element.elements(forName: "source").first?.attribute(forName: "network")?.stringValue else { return nil }
-                let mac = element.elements(forName: "mac").first?.attribute(forName: "address")?.stringValue.flatMap(MACAddress.init)
-                return (network, mac)
-            }
-    }
-}

@@ -11,7 +11,8 @@ public struct Doctor: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Find (and with --fix, repair) disagreements between vmctl's allocations and libvirt.",
         discussion: """
-            Finds allocations whose VM or network is gone, allocations whose DHCP host entry is \
+            Finds creates that were killed before they finished (their domain, addresses and \
+            volumes are undone by --fix), allocations whose VM or network is gone, allocations whose DHCP host entry is \
             missing or only in one of the live and persistent configs, host entries inside a pool's \
             ranges that no allocation owns, and leases on reserved addresses held by another MAC. \
             Exit status 0 when nothing (is left) to report, 1 otherwise.
@@ -28,6 +29,16 @@ public struct Doctor: AsyncParsableCommand {
         let store = try state.open()
         let connection = try await global.connect()
         let reservations = Reservations(store: store, connection: connection)
+        var abandoned = try abandonedCreates(store)
+        var undone: [AbandonedCreate] = []
+        if fix {
+            // First: they own allocations that must not be taken for another finding.
+            for create in abandoned {
+                try await rollBack(create.pending, store: store, connection: connection)
+                undone.append(create)
+            }
+            abandoned = try abandonedCreates(store)
+        }
         var findings = try await examine(store: store, reservations: reservations)
         var repaired: [Finding] = []
         if fix {
@@ -37,8 +48,14 @@ public struct Doctor: AsyncParsableCommand {
             }
             findings = try await examine(store: store, reservations: reservations)
         }
-        Output.write(try Output.render(DoctorReport(findings: findings, repaired: repaired), as: format))
-        if !findings.isEmpty { throw ExitCode.failure }
+        let report = DoctorReport(findings: findings, repaired: repaired, abandonedCreates: abandoned, undoneCreates: undone)
+        Output.write(try Output.render(report, as: format))
+        if !findings.isEmpty || !abandoned.isEmpty { throw ExitCode.failure }
+    }
+
+    /// Creates whose process is gone: killed before they finished.
+    private func abandonedCreates(_ store: AllocationStore) throws -> [AbandonedCreate] {
+        try store.pendingCreates().filter { !ProcessTag.isAlive($0.process) }.map(AbandonedCreate.init)
     }
 
     /// Gathers libvirt's view of every network the store mentions and diagnoses it.
@@ -56,7 +73,9 @@ public struct Doctor: AsyncParsableCommand {
         do { domains = try await reservations.connection.domains() } catch {
             throw VMCtlError(while: "list the domains", error)
         }
-        return diagnose(allocations: allocations, pools: pools, networks: networks, domains: Set(domains.map(\.uuid)))
+        // A create under way owns its addresses before its domain exists.
+        let creating = try store.pendingCreates().map(\.uuid)
+        return diagnose(allocations: allocations, pools: pools, networks: networks, domains: Set(domains.map(\.uuid) + creating))
     }
 
     private func repair(_ finding: Finding, store: AllocationStore, reservations: Reservations) async throws {
@@ -89,15 +108,42 @@ public struct Doctor: AsyncParsableCommand {
     }
 }
 
+/// A create killed before it finished, as doctor reports it.
+struct AbandonedCreate: Encodable {
+    var name: String
+    var uuid: UUID
+    var startedAt: Date
+    var volumes: [String]
+    let pending: PendingCreate
+
+    init(_ pending: PendingCreate) {
+        name = pending.name
+        uuid = pending.uuid
+        startedAt = pending.startedAt
+        volumes = pending.volumes
+        self.pending = pending
+    }
+
+    enum CodingKeys: String, CodingKey { case name, uuid, startedAt, volumes }
+
+    var message: String {
+        "VM \(name): its create was killed before it finished; --fix removes its domain, addresses and volumes (\(volumes.isEmpty ? "none" : volumes.joined(separator: ", ")))"
+    }
+}
+
 /// What `vmctl doctor` prints: the findings left, and with --fix those repaired.
 struct DoctorReport: Encodable, TextRenderable {
     var findings: [Finding]
     var repaired: [Finding]
+    var abandonedCreates: [AbandonedCreate]
+    var undoneCreates: [AbandonedCreate]
 
     var text: String {
-        var lines = repaired.map { "repaired \($0.kind.rawValue): \($0.message)" }
+        var lines = undoneCreates.map { "undone abandonedCreate: \($0.message)" }
+        lines += repaired.map { "repaired \($0.kind.rawValue): \($0.message)" }
+        lines += abandonedCreates.map { "abandonedCreate: \($0.message)" }
         lines += findings.map { "\($0.kind.rawValue): \($0.message)" }
-        if findings.isEmpty { lines.append("no problems found") }
+        if findings.isEmpty && abandonedCreates.isEmpty { lines.append("no problems found") }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -8,7 +8,7 @@ public struct VMCtl: AsyncParsableCommand {
         discussion: """
             Exit status: 0 on success, 1 when the operation failed, 64 for a usage error.
             """,
-        subcommands: [Info.self, NetworkCommand.self, PoolCommand.self, Doctor.self]
+        subcommands: [Create.self, Destroy.self, List.self, Show.self, Wait.self, Info.self, NetworkCommand.self, PoolCommand.self, Doctor.self]
     )
 
     /// `--connect` given before the subcommand: `vmctl --connect URI info`.

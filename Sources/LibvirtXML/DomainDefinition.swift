@@ -1,0 +1,231 @@
+public import Addressing
+public import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// The parts of a domain's XML that vmctl reads: size, interfaces, disks and vmctl's metadata.
+public struct DomainDefinition: Sendable, Equatable {
+    public var name: String
+    public var uuid: UUID?
+    /// The domain type: `kvm`, `qemu`, ...
+    public var type: String
+    /// `<memory>`, in KiB.
+    public var memoryKiB: UInt64
+    public var vcpus: Int
+    public var interfaces: [Interface]
+    public var disks: [Disk]
+    /// vmctl's `<metadata>` element, for VMs vmctl created.
+    public var metadata: VMMetadata?
+
+    /// One `<interface>`.
+    public struct Interface: Sendable, Equatable {
+        /// `network`, `bridge`, `direct`, ...
+        public var type: String
+        /// The libvirt network, for `type='network'`.
+        public var network: String?
+        public var mac: MACAddress?
+        public var model: String?
+    }
+
+    /// One `<disk>`.
+    public struct Disk: Sendable, Equatable {
+        /// `disk` or `cdrom`.
+        public var device: String
+        /// The guest's name for it: `vda`, `sda`.
+        public var target: String
+        /// The file or block device, if any (an empty CD-ROM drive has none).
+        public var path: String?
+        /// The driver's format: `qcow2`, `raw`.
+        public var format: String?
+        /// The first backing file, where libvirt shows the chain (live XML).
+        public var backingPath: String?
+    }
+
+    /// The libvirt networks the domain's interfaces attach to, in order.
+    public var networks: [String] { interfaces.compactMap(\.network) }
+
+    /// Parses `virDomainGetXMLDesc` output.
+    public init(xml: String) throws(XMLProblem) {
+        guard let document = try? XMLDocument(xmlString: xml), let root = document.rootElement(), root.name == "domain" else {
+            throw XMLProblem("not a libvirt domain definition")
+        }
+        name = root.child("name")?.stringValue ?? ""
+        uuid = root.child("uuid")?.stringValue.flatMap(UUID.init(uuidString:))
+        type = root.attribute(forName: "type")?.stringValue ?? ""
+        let memory = root.child("memory")
+        memoryKiB = kibibytes(memory?.stringValue ?? "0", unit: memory?.attribute(forName: "unit")?.stringValue ?? "KiB")
+        vcpus = Int(root.child("vcpu")?.stringValue?.trimmingCharacters(in: .whitespaces) ?? "") ?? 1
+        let devices = root.elements(forName: "devices")
+        interfaces = devices.flatMap { $0.elements(forName: "interface") }.map { element in
+            Interface(
+                type: element.attribute(forName: "type")?.stringValue ?? "",
+                network: element.child("source")?.attribute(forName: "network")?.stringValue,
+                mac: element.child("mac")?.attribute(forName: "address")?.stringValue.flatMap(MACAddress.init),
+                model: element.child("model")?.attribute(forName: "type")?.stringValue)
+        }
+        disks = devices.flatMap { $0.elements(forName: "disk") }.map { element in
+            let source = element.child("source")
+            let backing = element.child("backingStore")?.child("source")
+            return Disk(
+                device: element.attribute(forName: "device")?.stringValue ?? "disk",
+                target: element.child("target")?.attribute(forName: "dev")?.stringValue ?? "",
+                path: (source?.attribute(forName: "file") ?? source?.attribute(forName: "dev"))?.stringValue,
+                format: element.child("driver")?.attribute(forName: "type")?.stringValue,
+                backingPath: (backing?.attribute(forName: "file") ?? backing?.attribute(forName: "dev"))?.stringValue)
+        }
+        let ours = root.child("metadata")?.children?.compactMap { $0 as? XMLElement }
+            .first { $0.uri == VMMetadata.namespace }
+        metadata = try ours.map { element throws(XMLProblem) in try VMMetadata(element: element) }
+    }
+}
+
+/// What vmctl must know about a VM it created, kept in the domain's `<metadata>` under
+/// ``VMMetadata/namespace`` so that the VM describes itself (`virsh dumpxml` shows it).
+public struct VMMetadata: Sendable, Equatable {
+    /// vmctl's XML namespace.
+    public static let namespace = "https://vmctl.dev/xmlns/vm/1"
+    /// The prefix libvirt writes for it.
+    public static let prefix = "vmctl"
+
+    public var createdAt: Date
+    /// When `vmctl destroy --expired` may destroy the VM.
+    public var expiresAt: Date?
+    public var labels: [String: String]
+    /// The base image of the root disk's overlay, if any.
+    public var image: String?
+    /// Volumes vmctl created for the VM, deleted with it.
+    public var volumes: [Volume]
+    /// Addresses reserved for the VM's NICs, released with it.
+    public var addresses: [Address]
+
+    /// A volume vmctl made: its storage pool, name, path and role (`root`, `data`, `seed`).
+    public struct Volume: Sendable, Equatable, Codable {
+        public var pool: String
+        public var name: String
+        public var path: String
+        public var role: String
+        public init(pool: String, name: String, path: String, role: String) {
+            self.pool = pool
+            self.name = name
+            self.path = path
+            self.role = role
+        }
+    }
+
+    /// An address reserved from a pool for one NIC.
+    public struct Address: Sendable, Equatable, Codable {
+        public var pool: String
+        public var network: String
+        public var address: IPAddress
+        public var mac: MACAddress
+        public init(pool: String, network: String, address: IPAddress, mac: MACAddress) {
+            self.pool = pool
+            self.network = network
+            self.address = address
+            self.mac = mac
+        }
+    }
+
+    public init(createdAt: Date, expiresAt: Date?, labels: [String: String], image: String?,
+                volumes: [Volume], addresses: [Address]) {
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.labels = labels
+        self.image = image
+        self.volumes = volumes
+        self.addresses = addresses
+    }
+
+    /// The element as it goes into `<metadata>` of a domain definition, namespace declared.
+    public var xml: String {
+        let p = Self.prefix
+        var lines = ["<\(p):vm xmlns:\(p)='\(Self.namespace)'>"]
+        lines.append("  <\(p):created>\(timestamp(createdAt))</\(p):created>")
+        if let expiresAt { lines.append("  <\(p):expires>\(timestamp(expiresAt))</\(p):expires>") }
+        for (key, value) in labels.sorted(by: { $0.key < $1.key }) {
+            lines.append("  <\(p):label key='\(escapeXML(key))'>\(escapeXML(value))</\(p):label>")
+        }
+        if let image { lines.append("  <\(p):image>\(escapeXML(image))</\(p):image>") }
+        for volume in volumes {
+            lines.append("  <\(p):volume pool='\(escapeXML(volume.pool))' name='\(escapeXML(volume.name))' path='\(escapeXML(volume.path))' role='\(escapeXML(volume.role))'/>")
+        }
+        for address in addresses {
+            lines.append("  <\(p):address pool='\(escapeXML(address.pool))' network='\(escapeXML(address.network))' ip='\(address.address)' mac='\(address.mac)'/>")
+        }
+        lines.append("</\(p):vm>")
+        return lines.joined(separator: "\n")
+    }
+
+    /// Parses the element (as `virDomainGetXMLDesc` or `virDomainGetMetadata` return it).
+    public init(xml: String) throws(XMLProblem) {
+        guard let document = try? XMLDocument(xmlString: xml), let root = document.rootElement() else {
+            throw XMLProblem("vmctl metadata is not XML")
+        }
+        try self.init(element: root)
+    }
+
+    init(element: XMLElement) throws(XMLProblem) {
+        func children(_ name: String) -> [XMLElement] {
+            (element.children ?? []).compactMap { $0 as? XMLElement }.filter { ($0.localName ?? $0.name) == name }
+        }
+        func attribute(_ element: XMLElement, _ name: String) throws(XMLProblem) -> String {
+            guard let value = element.attribute(forName: name)?.stringValue else {
+                throw XMLProblem("vmctl metadata: <\(element.localName ?? "?")> has no \(name)")
+            }
+            return value
+        }
+        guard let created = children("created").first?.stringValue.flatMap(parseTimestamp) else {
+            throw XMLProblem("vmctl metadata without a valid <created>")
+        }
+        createdAt = created
+        expiresAt = children("expires").first?.stringValue.flatMap(parseTimestamp)
+        var labels: [String: String] = [:]
+        for label in children("label") { labels[try attribute(label, "key")] = label.stringValue ?? "" }
+        self.labels = labels
+        image = children("image").first?.stringValue
+        var volumes: [Volume] = []
+        for volume in children("volume") {
+            volumes.append(Volume(pool: try attribute(volume, "pool"), name: try attribute(volume, "name"),
+                                  path: try attribute(volume, "path"), role: try attribute(volume, "role")))
+        }
+        self.volumes = volumes
+        var addresses: [Address] = []
+        for address in children("address") {
+            guard let ip = IPAddress(try attribute(address, "ip")), let mac = MACAddress(try attribute(address, "mac")) else {
+                throw XMLProblem("vmctl metadata: an <address> with an invalid ip or mac")
+            }
+            addresses.append(Address(pool: try attribute(address, "pool"), network: try attribute(address, "network"),
+                                     address: ip, mac: mac))
+        }
+        self.addresses = addresses
+    }
+}
+
+extension XMLElement {
+    /// The first child element called `name`.
+    func child(_ name: String) -> XMLElement? { elements(forName: name).first }
+}
+
+private func timestamp(_ date: Date) -> String {
+    date.formatted(.iso8601)
+}
+
+private func parseTimestamp(_ text: String) -> Date? {
+    try? Date(text.trimmingCharacters(in: .whitespacesAndNewlines), strategy: .iso8601)
+}
+
+/// A libvirt memory size in `unit` as KiB.
+private func kibibytes(_ text: String, unit: String) -> UInt64 {
+    let value = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    switch unit.lowercased() {
+    case "b", "bytes": return value / 1024
+    case "k", "kib": return value
+    case "kb": return value * 1000 / 1024
+    case "m", "mib": return value * 1024
+    case "mb": return value * 1_000_000 / 1024
+    case "g", "gib": return value * 1024 * 1024
+    case "gb": return value * 1_000_000_000 / 1024
+    default: return value
+    }
+}

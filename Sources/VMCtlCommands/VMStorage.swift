@@ -1,0 +1,126 @@
+import Foundation
+import Libvirt
+import LibvirtXML
+
+/// The dir storage pool where vmctl keeps the volumes it creates for VMs (overlays, blank and
+/// data disks, cloud-init seeds).
+struct VMStorage {
+    let connection: Connection
+    let pool: StoragePool
+
+    /// The default pool's name and directory (on the libvirt host).
+    static let defaultName = "vmctl"
+    static let defaultPath = "/var/lib/libvirt/vmctl"
+
+    /// The pool `name`, started; the default pool is defined, built and started if missing.
+    /// Concurrent vmctl processes may race to do that: whoever loses looks the pool up again.
+    static func open(_ name: String, on connection: Connection) async throws(VMCtlError) -> VMStorage {
+        var lastError: LibvirtError?
+        for _ in 0..<3 {
+            do {
+                let pool: StoragePool
+                do {
+                    pool = try await connection.storagePool(named: name)
+                } catch where error.code == .noStoragePool && name == defaultName {
+                    pool = try await connection.defineStoragePool(xml: """
+                        <pool type='dir'><name>\(name)</name><target><path>\(defaultPath)</path></target></pool>
+                        """)
+                    try? await pool.setAutostart(true)
+                    try await pool.build()
+                }
+                if try await !pool.isActive() { try await pool.start() }
+                return VMStorage(connection: connection, pool: pool)
+            } catch where error.code == .noStoragePool && name != defaultName {
+                throw VMCtlError("no storage pool named \(name)", hint: "create it (virsh pool-define-as), or leave --storage-pool out to use vmctl's own")
+            } catch {
+                lastError = error  // another vmctl defined or started it meanwhile: look again
+            }
+        }
+        throw VMCtlError("cannot prepare storage pool \(name): \(lastError?.message ?? "unknown error")",
+                         hint: "check it with virsh pool-info \(name)")
+    }
+
+    /// A qcow2 volume: an overlay (compat 1.1) on `backing` when given, else blank.
+    func createQcow2(named name: String, capacity: UInt64?, backing: (path: String, format: String)?) async throws(LibvirtError) -> StorageVolume {
+        let backingXML = backing.map {
+            "<backingStore><path>\(escapeXML($0.path))</path><format type='\($0.format)'/></backingStore>"
+        } ?? ""
+        return try await pool.createVolume(xml: """
+            <volume><name>\(escapeXML(name))</name><capacity unit='bytes'>\(capacity ?? 0)</capacity>
+              <target><format type='qcow2'/><compat>1.1</compat></target>\(backingXML)</volume>
+            """)
+    }
+
+    /// A raw volume holding the contents of the local file `file`.
+    func createRaw(named name: String, from file: URL) async throws(LibvirtError) -> StorageVolume {
+        let size = ((try? FileManager.default.attributesOfItem(atPath: file.path))?[.size] as? NSNumber)?.uint64Value ?? 0
+        let volume = try await pool.createVolume(xml: """
+            <volume><name>\(escapeXML(name))</name><capacity unit='bytes'>\(size)</capacity>
+              <target><format type='raw'/></target></volume>
+            """)
+        do {
+            try await volume.upload(contentsOf: file)
+        } catch {
+            try? await volume.delete()
+            throw error
+        }
+        return volume
+    }
+}
+
+/// Deletes `POOL/NAME` volumes, unless something still uses one as a backing file: another
+/// volume of its pool, or a VM whose image (`imagesInUse`, from vmctl's metadata) it is. Those
+/// are kept and named in the result. Missing pools and volumes count as deleted.
+func deleteVolumes(_ references: [String], on connection: Connection, imagesInUse: [String: String] = [:]) async throws(VMCtlError) -> [String] {
+    var kept: [String] = []
+    for reference in references {
+        let parts = reference.split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { continue }
+        do {
+            let volume = try await connection.storagePool(named: parts[0]).volume(named: parts[1])
+            let path = try await volume.path()
+            if let user = imagesInUse[path] {
+                kept.append("\(path) (the image of VM \(user))")
+                continue
+            }
+            if let user = try await backingUser(of: path, in: parts[0], on: connection) {
+                kept.append("\(path) (the backing file of \(user))")
+                continue
+            }
+            try await volume.delete()
+        } catch where error.code == .noStoragePool || error.code == .noStorageVolume {
+            continue
+        } catch {
+            throw VMCtlError(while: "delete volume \(reference)", error)
+        }
+    }
+    return kept
+}
+
+/// Another volume of the same pool whose backing file is `path`: libvirt keeps no count of
+/// overlays, so vmctl looks before it deletes.
+private func backingUser(of path: String, in poolName: String, on connection: Connection) async throws(LibvirtError) -> String? {
+    for volume in try await connection.storagePool(named: poolName).volumes() {
+        let xml = try await volume.xml()
+        if xml.contains("<backingStore>"), xml.contains("<path>\(escapeXML(path))</path>"),
+           try await volume.path() != path {
+            return try await volume.path()
+        }
+    }
+    return nil
+}
+
+/// The format and virtual size of a local image file: qcow2 (read from its header) or raw.
+func probeImage(_ path: String) throws(VMCtlError) -> (format: String, virtualSize: UInt64) {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+        throw VMCtlError("cannot read image \(path)", hint: "give --image the path of an existing qcow2 or raw image")
+    }
+    defer { try? handle.close() }
+    let header = (try? handle.read(upToCount: 32)) ?? Data()
+    if header.count >= 32, header.prefix(4) == Data([0x51, 0x46, 0x49, 0xfb]) {
+        let size = header[24..<32].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return ("qcow2", size)
+    }
+    let size = (try? handle.seekToEnd()) ?? 0
+    return ("raw", size)
+}
