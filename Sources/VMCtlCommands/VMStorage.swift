@@ -101,10 +101,12 @@ func deleteVolumes(_ references: [String], on connection: Connection, imagesInUs
 /// overlays, so vmctl looks before it deletes.
 private func backingUser(of path: String, in poolName: String, on connection: Connection) async throws(LibvirtError) -> String? {
     for volume in try await connection.storagePool(named: poolName).volumes() {
-        let xml = try await volume.xml()
-        if xml.contains("<backingStore>"), xml.contains("<path>\(escapeXML(path))</path>"),
-           try await volume.path() != path {
-            return try await volume.path()
+        do {
+            let xml = try await volume.xml()
+            let other = try await volume.path()
+            if other != path, xml.contains("<backingStore>"), xml.contains("<path>\(escapeXML(path))</path>") { return other }
+        } catch where error.code == .noStorageVolume {
+            continue  // deleted meanwhile (another destroy): not a user
         }
     }
     return nil

@@ -1,0 +1,36 @@
+import Addressing
+import AllocationStore
+import Foundation
+import Testing
+
+@Suite("Pending creates")
+struct PendingCreateTests {
+    @Test("a name is claimed once; the journal records volumes, is listed, and ends")
+    func journal() throws {
+        let store = try makeStore()
+        var pending = PendingCreate(name: "web1", uuid: UUID(), process: "boot:123:456")
+        try store.begin(pending)
+        #expect(throws: StoreError.createInProgress("web1", process: "boot:123:456")) {
+            try store.begin(PendingCreate(name: "web1", uuid: UUID(), process: "boot:124:1"))
+        }
+        #expect("\(StoreError.createInProgress("web1", process: "boot:123:456"))".contains("process 123"))
+        pending.volumes = ["vmctl/web1-root.qcow2"]
+        try store.update(pending)
+        #expect(try store.pendingCreates().map { [$0.name, $0.uuid.uuidString, $0.process, $0.volumes.joined()] }
+            == [[pending.name, pending.uuid.uuidString, pending.process, "vmctl/web1-root.qcow2"]])
+        try store.end("web1")
+        #expect(try store.pendingCreates().isEmpty)
+        try store.begin(PendingCreate(name: "web1", uuid: UUID(), process: "boot:125:1"))
+    }
+
+    @Test("allocations are found by their owner's UUID")
+    func allocationsByOwner() throws {
+        let store = try makeStore()
+        try store.create(try smallPool())
+        let owner = UUID()
+        let mine = try store.allocate(from: "public", family: .ipv4, ownerUUID: owner, ownerName: "web1", mac: mac(1))
+        _ = try store.allocate(from: "public", family: .ipv4, ownerUUID: UUID(), ownerName: "web2", mac: mac(2))
+        _ = try store.allocate(from: "public", family: .ipv4, ownerName: "by-hand", mac: mac(3))
+        #expect(try store.allocations(ownedBy: owner).map(\.id) == [mine.id])
+    }
+}
