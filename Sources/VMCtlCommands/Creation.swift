@@ -117,7 +117,7 @@ struct Creation {
     private func virtType() async throws(VMCtlError) -> VirtType {
         if let chosen = plan.virtType { return chosen }
         do {
-            return HostCapabilities(xml: try await connection.capabilities()).offersKVM ? .kvm : .qemu
+            return HostCapabilities(xml: try await connection.capabilities()).defaultDomainType == "kvm" ? .kvm : .qemu
         } catch {
             throw VMCtlError(while: "read the host's capabilities", error)
         }
@@ -189,7 +189,11 @@ struct Creation {
             let view = try await Reservations(store: store, connection: connection).views(of: network)
             for definition in [view.live, view.persistent].compactMap({ $0 }) {
                 for host in definition.ips.flatMap(\.hosts) {
-                    if let mac = host.mac, used[mac] == nil { used[mac] = "a DHCP host entry on network \(network.name)" }
+                    // IPv6 entries name the NIC by its DUID-LL: 00:03:00:01 and the MAC.
+                    let fromDUID = host.id.flatMap { $0.hasPrefix("00:03:00:01:") ? MACAddress($0.dropFirst(12)) : nil }
+                    for mac in [host.mac, fromDUID].compactMap({ $0 }) where used[mac] == nil {
+                        used[mac] = "a DHCP host entry on network \(network.name)"
+                    }
                 }
             }
             if view.live != nil {

@@ -101,6 +101,9 @@ public struct HostCapabilities: Sendable, Equatable {
     public var hostArchitecture: String?
     /// The domain types offered for guests of the host's architecture (`qemu`, `kvm`, ...).
     public var domainTypes: Set<String>
+    /// Whether the host is itself a virtual machine (its CPU has the `hypervisor` feature), so
+    /// that KVM there would be nested.
+    public var isVirtualMachine: Bool
 
     /// Parses `virConnectGetCapabilities` output; anything unreadable reads as "nothing offered".
     public init(xml: String) {
@@ -111,11 +114,14 @@ public struct HostCapabilities: Sendable, Equatable {
         else {
             hostArchitecture = nil
             domainTypes = []
+            isVirtualMachine = false
             return
         }
         func children(_ element: XMLElement, _ name: String) -> [XMLElement] { element.elements(forName: name) }
         let arch = root.elements(forName: "host").flatMap { children($0, "cpu") }.flatMap { children($0, "arch") }.first?.stringValue
         hostArchitecture = arch
+        isVirtualMachine = root.elements(forName: "host").flatMap { children($0, "cpu") }.flatMap { children($0, "feature") }
+            .contains { $0.attribute(forName: "name")?.stringValue == "hypervisor" }
         domainTypes = Set(
             root.elements(forName: "guest")
                 .flatMap { children($0, "arch") }
@@ -126,4 +132,9 @@ public struct HostCapabilities: Sendable, Equatable {
 
     /// Whether QEMU can use KVM for guests of the host's architecture.
     public var offersKVM: Bool { domainTypes.contains("kvm") }
+
+    /// The domain type `vmctl create` uses by default: `kvm` where libvirt offers it on bare
+    /// metal; `qemu` (TCG) otherwise, and on a host that is itself a VM, where nested KVM may be
+    /// offered and still hang at boot (measured on this project's CI machines).
+    public var defaultDomainType: String { offersKVM && !isVirtualMachine ? "kvm" : "qemu" }
 }

@@ -57,13 +57,20 @@ struct InfoTests {
         #expect(withKVM.hostArchitecture == "x86_64")
         #expect(withKVM.domainTypes == ["qemu", "kvm"])
         #expect(withKVM.offersKVM)
+        #expect(!withKVM.isVirtualMachine && withKVM.defaultDomainType == "kvm")
+        let nested = HostCapabilities(xml: """
+            <capabilities><host><cpu><arch>x86_64</arch><feature name='vmx'/><feature name='hypervisor'/></cpu></host>
+              <guest><os_type>hvm</os_type><arch name='x86_64'><domain type='qemu'/><domain type='kvm'/></arch></guest>
+            </capabilities>
+            """)
+        #expect(nested.offersKVM && nested.isVirtualMachine && nested.defaultDomainType == "qemu")
 
         let kvmOnlyForOtherArch = HostCapabilities(xml: """
             <capabilities><host><cpu><arch>x86_64</arch></cpu></host>
               <guest><arch name='aarch64'><domain type='kvm'/></arch></guest>
               <guest><arch name='x86_64'><domain type='qemu'/></arch></guest></capabilities>
             """)
-        #expect(!kvmOnlyForOtherArch.offersKVM)
+        #expect(!kvmOnlyForOtherArch.offersKVM && kvmOnlyForOtherArch.defaultDomainType == "qemu")
         #expect(!HostCapabilities(xml: "not xml").offersKVM)
     }
 }
