@@ -281,6 +281,61 @@ extension Integration {
             }
         }
 
+        @Test("in a storage pool the test can read: the seed ISO's files, a base image kept while an overlay uses it, --expired, --autostart",
+              .timeLimit(.minutes(4)))
+        func seedBaseImageAndExpiry() async throws {
+            try await Setup.with { setup in
+                let pool = try await setup.harness.makeDirPool("ivs-\(setup.id)", in: setup.scratch, on: setup.connection)
+                let key = setup.scratch.appendingPathComponent("id.pub")
+                try Data("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvmctltestkey test@vmctl\n".utf8).write(to: key)
+                let userData = setup.scratch.appendingPathComponent("user-data")
+                try Data("#cloud-config\npackages: [curl]\n".utf8).write(to: userData)
+                let base = "ivb-\(setup.id)"
+                let made = try setup.vmctl(setup.createArguments(base, [
+                    "--storage-pool", "ivs-\(setup.id)", "--disk-size", "32M", "--network", "ivn-\(setup.id),pool=pn-\(setup.id)",
+                    "--ssh-key", key.path, "--user-data", userData.path, "--autostart", "--ttl", "1s", "--format", "json"]))
+                #expect(made.status == 0, "\(made.standardError)")
+                let vm = try JSONDecoder().decode(VMJSON.self, from: Data(made.standardOutput.utf8))
+                #expect(vm.disks[0].backingPath == nil && vm.disks[0].format == "qcow2", "a blank root disk without --image")
+                #expect(try await setup.connection.domain(named: base).autostart())
+
+                // The seed as the guest would read it.
+                let iso = try #require(vm.disks.first { $0.target == "sda" }?.path)
+                let extracted = setup.scratch.appendingPathComponent("cidata")
+                let extract = try runProcess("/usr/bin/xorriso", ["-osirrox", "on", "-indev", iso, "-extract", "/", extracted.path])
+                #expect(extract.status == 0, "\(extract.standardError)")
+                let volumeID = try runProcess("/usr/bin/xorriso", ["-indev", iso, "-pvd_info"])
+                #expect(volumeID.standardOutput.contains("Volume Id    : cidata"), "\(volumeID.standardOutput)")
+                let metaData = try String(contentsOf: extracted.appendingPathComponent("meta-data"), encoding: .utf8)
+                #expect(metaData.contains("instance-id: \"\(base)-\(vm.uuid)\""))
+                #expect(metaData.contains("local-hostname: \"\(base)\""))
+                #expect(metaData.contains("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvmctltestkey test@vmctl"))
+                #expect(try String(contentsOf: extracted.appendingPathComponent("user-data"), encoding: .utf8) == "#cloud-config\npackages: [curl]\n")
+                let networkConfig = try String(contentsOf: extracted.appendingPathComponent("network-config"), encoding: .utf8)
+                #expect(networkConfig.contains("macaddress: ") && networkConfig.contains(vm.interfaces[0].mac!) && networkConfig.contains("dhcp4: true"), "\(networkConfig)")
+                #expect(made.standardError.isEmpty, "\(made.standardError)")
+
+                // A second VM on the first one's root disk (stopped: QEMU locks a running VM's disk).
+                try await setup.connection.domain(named: base).destroy()
+                let root = try #require(vm.disks[0].path)
+                let overlay = "ivc-\(setup.id)"
+                let second = try setup.vmctl(setup.createArguments(overlay, [
+                    "--storage-pool", "ivs-\(setup.id)", "--image", root, "--no-cloud-init", "--ttl", "1h"]))
+                #expect(second.status == 0, "\(second.standardError)")
+                try await Task.sleep(for: .seconds(1.5))
+                let expired = try setup.vmctl("destroy", "--expired", "--force")
+                #expect(expired.status == 0, "\(expired.standardError)")
+                #expect(expired.standardOutput == "\(base)\n", "only the VM whose ttl passed")
+                #expect(expired.standardError.contains("vmctl: kept \(root)"), "\(expired.standardError)")
+                #expect(try await pool.volumes().map(\.name).sorted() == ["\(base)-root.qcow2", "\(overlay)-root.qcow2"])
+                #expect(try setup.vmctl("destroy", overlay, "--force").status == 0)
+                try await pool.volume(named: "\(base)-root.qcow2").delete()
+                #expect(try await pool.volumes().isEmpty)
+                try await setup.expectNothingLeft(of: base)
+                try await setup.harness.removeDirPool(pool)
+            }
+        }
+
         @Test("10 parallel creates, then destroy --label, as a CI job runs them: all succeed, MACs and addresses unique, nothing left",
               .timeLimit(.minutes(5)))
         func parallelCreates() async throws {
