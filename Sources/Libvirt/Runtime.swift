@@ -101,12 +101,15 @@ final class BlockingCalls: @unchecked Sendable {
 ///
 /// The error, if any, is captured inside `body`, on the thread of the failing call.
 func blocking<T: Sendable, Failure: Error>(
+    function: String = #function, file: String = #fileID,
     _ body: @escaping @Sendable () throws(Failure) -> T
 ) async throws(Failure) -> T {
+    let start = CallProfile.isEnabled ? ContinuousClock.now : nil
     let result: Result<T, Failure> = await withCheckedContinuation { continuation in
         BlockingCalls.shared.submit {
             continuation.resume(returning: Result { () throws(Failure) -> T in try body() })
         }
     }
+    if let start { CallProfile.record(function, file: file, from: start) }
     return try result.get()
 }

@@ -94,6 +94,8 @@ public struct Create: AsyncParsableCommand {
     }
 
     public func run() async throws {
+        let profiler = Profiler.current  // starts the clock
+        defer { profiler?.report("create \(name)") }
         let plan = try plan()
         let store = try state.open()
         let connection = try await global.connect()

@@ -82,12 +82,20 @@ private func enableForwarding(ipv6: Bool) throws(VMCtlError) {
     }
 }
 
+/// Where a system tool is installed (/usr/sbin, /sbin or /usr/bin), if it is.
+func toolPath(_ tool: String) -> String? {
+    ["/usr/sbin/", "/sbin/", "/usr/bin/"].map { $0 + tool }.first(where: FileManager.default.isExecutableFile)
+}
+
 /// Runs a system tool (found in /usr/sbin or /sbin), feeding `input`; throws with its stderr.
 @discardableResult
 func runTool(_ tool: String, _ arguments: [String], input: String? = nil) throws(VMCtlError) -> String {
-    guard let path = ["/usr/sbin/", "/sbin/", "/usr/bin/"].map({ $0 + tool }).first(where: FileManager.default.isExecutableFile) else {
-        throw VMCtlError("\(tool) is not installed", hint: "install it (Debian: iptables, nftables)")
+    guard let path = toolPath(tool) else {
+        let package = ["iptables-restore": "iptables", "ip6tables-restore": "iptables", "iptables": "iptables", "nft": "nftables"][tool] ?? tool
+        throw VMCtlError("\(tool) is not installed", hint: "install it (Debian package \(package))")
     }
+    let started = ContinuousClock.now
+    defer { Profiler.tool(tool, from: started) }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments

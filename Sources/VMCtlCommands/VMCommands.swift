@@ -19,6 +19,8 @@ public struct List: AsyncParsableCommand {
     }
 
     public func run() async throws {
+        let profiler = Profiler.current  // starts the clock
+        defer { profiler?.report("list") }
         let connection = try await global.connect()
         let reader = VMReader(connection: connection)
         let wanted = try labels.map(parsedLabel)
@@ -81,6 +83,8 @@ public struct Destroy: AsyncParsableCommand {
     }
 
     public func run() async throws {
+        let profiler = Profiler.current  // starts the clock
+        defer { profiler?.report("destroy") }
         let store = try state.open()
         let connection = try await global.connect()
         let all = try await VMReader(connection: connection).readAll()

@@ -117,8 +117,4 @@ enum Benchmark {
             print("ratios to open: " + modes.map { String(format: "%@ %.0fx", $0 as NSString, medians[$0]! / open) }.joined(separator: ", "))
         }
     }
-
-    static func milliseconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
-    }
 }
