@@ -66,6 +66,12 @@ let package = Package(
             dependencies: ["VMCtlCommands", "Libvirt", "AllocationStore", "Addressing"],
             swiftSettings: strictSwift
         ),
+        // scripts/bench: the libvirt calls of a create and a destroy made directly, the floor.
+        .executableTarget(
+            name: "libvirt-floor",
+            dependencies: ["Libvirt"],
+            swiftSettings: strictSwift
+        ),
         .executableTarget(
             name: "vmctl",
             dependencies: ["VMCtlCommands"],

@@ -4,23 +4,34 @@ import Foundation
 import Libvirt
 import VMCtlCommands
 
-/// Reservation latency per libvirt network mode, measured side by side in one run against the
-/// libvirtd in $VMCTL_CONNECT (scripts/bench-reservations starts a private one). In-process: no
-/// process start-up is counted, only vmctl's reservation (store + DHCP host entry).
+/// vmctl's benchmarks against the libvirtd in $VMCTL_CONNECT (scripts/bench and
+/// scripts/bench-reservations start a private one):
+///
+///   vmctl-bench [reservations]   reservation latency per network mode, in-process
+///   vmctl-bench lifecycle        create, destroy, list and parallel runs of vmctl, a virt-install
+///                                script and the libvirt floor, as processes, side by side
 @main
 enum Benchmark {
-    static let modes = ["nat", "route", "isolated", "open"]
-    static let runs = 30
-    static let concurrent = 20
-
     static func main() async {
         do {
-            try await run()
+            if CommandLine.arguments.dropFirst().first == "lifecycle" {
+                try await Lifecycle.run()
+            } else {
+                try await Reservations.run()
+            }
         } catch {
             FileHandle.standardError.write(Data("vmctl-bench: \(error)\n".utf8))
             exit(1)
         }
     }
+}
+
+/// Reservation latency per libvirt network mode, measured side by side in one run. In-process: no
+/// process start-up is counted, only vmctl's reservation (store + DHCP host entry).
+enum Reservations {
+    static let modes = ["nat", "route", "isolated", "open"]
+    static let runs = 30
+    static let concurrent = 20
 
     static func run() async throws {
         guard let uri = ProcessInfo.processInfo.environment["VMCTL_CONNECT"] else {
@@ -30,7 +41,7 @@ enum Benchmark {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let store = try AllocationStore(path: scratch.appendingPathComponent("state.sqlite").path)
-        let reservations = Reservations(store: store, connection: connection)
+        let reservations = VMCtlCommands.Reservations(store: store, connection: connection)
 
         print("reservation of one IPv4 address (store + live and persistent DHCP host entry), \(runs) runs after a warm-up")
         print("mode       median ms   min ms   max ms   \(concurrent) concurrent, total ms   goal (<5 ms, <1000 ms)")

@@ -1,0 +1,83 @@
+import Foundation
+import Libvirt
+
+/// The floor libvirt sets for scripts/bench: the libvirt calls a VM with an overlay disk and a
+/// reserved address needs, made directly through the binding by a small program, nothing else.
+///
+///   libvirt-floor create NAME BASE NETWORK MAC IP KERNEL INITRD [wait]
+///   libvirt-floor destroy NAME NETWORK MAC IP
+///   libvirt-floor define-many PREFIX COUNT | undefine-many PREFIX
+///
+/// Volumes go to the storage pool `vmctl`; uses $VMCTL_CONNECT.
+@main
+enum Floor {
+    static func main() async {
+        do {
+            try await run(Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            FileHandle.standardError.write(Data("libvirt-floor: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    static func run(_ arguments: [String]) async throws {
+        let connection = try await Connection.open(ProcessInfo.processInfo.environment["VMCTL_CONNECT"] ?? "qemu:///system")
+        switch (arguments.first, arguments.count) {
+        case ("create", 8), ("create", 9):
+            let (name, base, networkName, mac, ip, kernel, initrd) =
+                (arguments[1], arguments[2], arguments[3], arguments[4], arguments[5], arguments[6], arguments[7])
+            let pool = try await connection.storagePool(named: "vmctl")
+            let volume = try await pool.createVolume(xml: """
+                <volume><name>\(name)-root.qcow2</name><capacity unit='bytes'>0</capacity>
+                  <target><format type='qcow2'/><compat>1.1</compat></target>
+                  <backingStore><path>\(base)</path><format type='qcow2'/></backingStore></volume>
+                """)
+            let network = try await connection.network(named: networkName)
+            try await network.update(.add, .dhcpHost, parentIndex: 0, xml: "<host mac='\(mac)' ip='\(ip)'/>", affecting: [.live, .config])
+            let domain = try await connection.defineDomain(xml: """
+                <domain type='qemu'><name>\(name)</name><memory unit='MiB'>160</memory><vcpu>1</vcpu>
+                  <os><type arch='x86_64'>hvm</type><kernel>\(kernel)</kernel><initrd>\(initrd)</initrd>
+                    <cmdline>console=ttyS0 quiet</cmdline></os>
+                  <features><acpi/><apic/></features>
+                  <devices>
+                    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+                      <source file='\(try await volume.path())'/><target dev='vda' bus='virtio'/></disk>
+                    <interface type='network'><source network='\(networkName)'/><mac address='\(mac)'/><model type='virtio'/></interface>
+                    <serial type='pty'><target port='0'/></serial><console type='pty'><target type='serial' port='0'/></console>
+                  </devices></domain>
+                """)
+            try await domain.start()
+            if arguments.count == 9 {
+                while try await !network.dhcpLeases(mac: mac).contains(where: { $0.address == ip }) {
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+            }
+        case ("destroy", 5):
+            let (name, networkName, mac, ip) = (arguments[1], arguments[2], arguments[3], arguments[4])
+            let domain = try await connection.domain(named: name)
+            try await domain.destroy()
+            try await domain.undefine([.nvram])
+            try await connection.storagePool(named: "vmctl").volume(named: "\(name)-root.qcow2").delete()
+            try await connection.network(named: networkName)
+                .update(.delete, .dhcpHost, parentIndex: 0, xml: "<host mac='\(mac)' ip='\(ip)'/>", affecting: [.live, .config])
+        case ("define-many", 3):
+            for index in 0..<(Int(arguments[2]) ?? 0) {
+                _ = try await connection.defineDomain(xml: """
+                    <domain type='qemu'><name>\(arguments[1])\(index)</name><memory unit='MiB'>64</memory>
+                      <os><type arch='x86_64'>hvm</type></os></domain>
+                    """)
+            }
+        case ("undefine-many", 2):
+            for domain in try await connection.domains() where domain.name.hasPrefix(arguments[1]) {
+                try await domain.undefine()
+            }
+        default:
+            throw FloorError.usage
+        }
+    }
+
+    enum FloorError: Error, CustomStringConvertible {
+        case usage
+        var description: String { "usage: libvirt-floor create|destroy|define-many|undefine-many ..." }
+    }
+}
