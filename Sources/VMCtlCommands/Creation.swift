@@ -75,10 +75,35 @@ struct Creation {
     }
 
     private func check() async throws(VMCtlError) -> Checked {
-        if try await connection.domainIfExists(plan.name) != nil {
+        // The libvirt reads are independent: in flight together while the local files are checked.
+        async let exists = outcome { () async throws(VMCtlError) in try await connection.domainIfExists(plan.name) != nil }
+        async let type = outcome { () async throws(VMCtlError) in try await virtType() }
+        async let used = outcome { () async throws(VMCtlError) in plan.nics.isEmpty ? [:] : try await macsInUse() }
+        let local = localChecks()
+        if try await exists.get() {
             throw VMCtlError("VM \(plan.name) already exists", hint: "pick another name, or vmctl destroy \(plan.name) first")
         }
-        var image: (String, String, UInt64)?
+        let (image, sshKeys, userData) = try local.get()
+        return Checked(virtType: try await type.get(), image: image, nics: try await checkNICs(used: try await used.get()),
+                       sshKeys: sshKeys, userData: userData)
+    }
+
+    /// A throwing step as a value, so that it can run in an `async let`.
+    private func outcome<T>(_ body: () async throws(VMCtlError) -> T) async -> Result<T, VMCtlError> {
+        do { return .success(try await body()) } catch { return .failure(error) }
+    }
+
+    /// The image, kernel, initrd, key and user-data files, read on this machine.
+    private func localChecks() -> Result<((path: String, format: String, size: UInt64)?, [String], String?), VMCtlError> {
+        do throws(VMCtlError) {
+            return .success(try readLocalFiles())
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func readLocalFiles() throws(VMCtlError) -> ((path: String, format: String, size: UInt64)?, [String], String?) {
+        var image: (path: String, format: String, size: UInt64)?
         if let path = plan.image {
             let (format, size) = try probeImage(path)
             if let wanted = plan.diskSize, wanted.bytes < size {
@@ -111,7 +136,7 @@ struct Creation {
             }
             userData = text
         }
-        return Checked(virtType: try await virtType(), image: image, nics: try await checkNICs(), sshKeys: sshKeys, userData: userData)
+        return (image, sshKeys, userData)
     }
 
     private func virtType() async throws(VMCtlError) -> VirtType {
@@ -124,11 +149,10 @@ struct Creation {
     }
 
     /// Networks and pools exist and belong together; every MAC is free on the connection.
-    private func checkNICs() async throws(VMCtlError) -> [(spec: NICSpec, mac: MACAddress, pool: Pool?, network: NetworkDefinition)] {
+    private func checkNICs(used: [MACAddress: String]) async throws(VMCtlError) -> [(spec: NICSpec, mac: MACAddress, pool: Pool?, network: NetworkDefinition)] {
         guard !plan.nics.isEmpty else { return [] }
         let pools: [Pool]
         do { pools = try store.pools() } catch { throw VMCtlError(error.description) }
-        let used = try await macsInUse()
         var chosen: Set<MACAddress> = []
         var nics: [(spec: NICSpec, mac: MACAddress, pool: Pool?, network: NetworkDefinition)] = []
         for (index, spec) in plan.nics.enumerated() {
