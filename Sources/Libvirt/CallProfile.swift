@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// Timing of the wrapper's blocking libvirt calls, for profiles (`VMCTL_PROFILE=1`). Off unless
 /// enabled; when on, every call made through the blocking-call threads is recorded with the
