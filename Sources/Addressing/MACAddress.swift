@@ -34,6 +34,12 @@ public struct MACAddress: Hashable, Comparable, Sendable, TextCodable {
     /// (systemd-networkd `DUIDType=link-layer`, dhclient `-D LL`) matches it.
     public var duidLL: String { "00:03:00:01:" + description }
 
+    /// The MAC inside a DUID-LL (``duidLL``); `nil` for any other client identifier.
+    public static func inDUIDLL(_ duid: String) -> MACAddress? {
+        guard duid.lowercased().hasPrefix("00:03:00:01:") else { return nil }
+        return MACAddress(duid.dropFirst(12))
+    }
+
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
 
 }

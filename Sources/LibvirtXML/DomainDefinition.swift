@@ -229,3 +229,20 @@ private func kibibytes(_ text: String, unit: String) -> UInt64 {
     default: return value
     }
 }
+
+/// The parts of a storage volume's XML that vmctl reads.
+public struct VolumeDefinition: Sendable, Equatable {
+    /// The volume's own file (`<target><path>`).
+    public var path: String?
+    /// The file it is an overlay on (`<backingStore><path>`), if any.
+    public var backingPath: String?
+
+    /// Parses `virStorageVolGetXMLDesc` output.
+    public init(xml: String) throws(XMLProblem) {
+        guard let document = try? XMLDocument(xmlString: xml), let root = document.rootElement(), root.name == "volume" else {
+            throw XMLProblem("not a libvirt volume definition")
+        }
+        path = root.child("target")?.child("path")?.stringValue
+        backingPath = root.child("backingStore")?.child("path")?.stringValue
+    }
+}

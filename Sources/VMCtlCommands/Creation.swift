@@ -78,13 +78,13 @@ struct Creation {
         // The libvirt reads are independent: in flight together while the local files are checked.
         async let exists = outcome { () async throws(VMCtlError) in try await connection.domainIfExists(plan.name) != nil }
         async let type = outcome { () async throws(VMCtlError) in try await virtType() }
-        async let used = outcome { () async throws(VMCtlError) in plan.nics.isEmpty ? [:] : try await macsInUse() }
+        async let survey = outcome { () async throws(VMCtlError) in plan.nics.isEmpty ? Survey() : try await surveyConnection() }
         let local = localChecks()
         if try await exists.get() {
             throw VMCtlError("VM \(plan.name) already exists", hint: "pick another name, or vmctl destroy \(plan.name) first")
         }
         let (image, sshKeys, userData) = try local.get()
-        return Checked(virtType: try await type.get(), image: image, nics: try await checkNICs(used: try await used.get()),
+        return Checked(virtType: try await type.get(), image: image, nics: try checkNICs(try await survey.get()),
                        sshKeys: sshKeys, userData: userData)
     }
 
@@ -149,19 +149,16 @@ struct Creation {
     }
 
     /// Networks and pools exist and belong together; every MAC is free on the connection.
-    private func checkNICs(used: [MACAddress: String]) async throws(VMCtlError) -> [(spec: NICSpec, mac: MACAddress, pool: Pool?, network: NetworkDefinition)] {
+    private func checkNICs(_ survey: Survey) throws(VMCtlError) -> [(spec: NICSpec, mac: MACAddress, pool: Pool?, network: NetworkDefinition)] {
+        let used = survey.macs
         guard !plan.nics.isEmpty else { return [] }
         let pools: [Pool]
         do { pools = try store.pools() } catch { throw VMCtlError(error.description) }
         var chosen: Set<MACAddress> = []
         var nics: [(spec: NICSpec, mac: MACAddress, pool: Pool?, network: NetworkDefinition)] = []
         for (index, spec) in plan.nics.enumerated() {
-            let network = try await lookUpNetwork(spec.network, on: connection)
-            let definition: NetworkDefinition
-            do {
-                definition = try NetworkDefinition(xml: try await network.xml())
-            } catch {
-                throw VMCtlError("cannot read network \(spec.network): \(error)")
+            guard let definition = survey.networks[spec.network] else {
+                throw VMCtlError("no network named \(spec.network)", hint: "see vmctl network list, or check --connect")
             }
             var pool: Pool?
             if let name = spec.pool {
@@ -200,33 +197,41 @@ struct Creation {
         return nics
     }
 
-    /// Every MAC on the connection, with who holds it: domains' NICs, DHCP host entries (live and
-    /// persistent) and leases.
-    private func macsInUse() async throws(VMCtlError) -> [MACAddress: String] {
-        var used: [MACAddress: String] = [:]
+    /// What the checks learn from the connection in one pass: every MAC in use, with who holds it
+    /// (domains' NICs, DHCP host entries live and persistent, leases), and every network's
+    /// definition (live when running), so the NICs need no second read.
+    struct Survey: Sendable {
+        var macs: [MACAddress: String] = [:]
+        var networks: [String: NetworkDefinition] = [:]
+    }
+
+    private func surveyConnection() async throws(VMCtlError) -> Survey {
+        var survey = Survey()
         for (domain, definition, _) in try await VMReader(connection: connection).readAll() {
-            for interface in definition.interfaces { if let mac = interface.mac { used[mac] = "VM \(domain.name)" } }
+            for interface in definition.interfaces { if let mac = interface.mac { survey.macs[mac] = "VM \(domain.name)" } }
         }
         let networks: [Network]
         do { networks = try await connection.networks() } catch { throw VMCtlError(while: "list the networks", error) }
         for network in networks {
             let view = try await Reservations(store: store, connection: connection).views(of: network)
+            survey.networks[network.name] = view.live ?? view.persistent
             for definition in [view.live, view.persistent].compactMap({ $0 }) {
                 for host in definition.ips.flatMap(\.hosts) {
-                    // IPv6 entries name the NIC by its DUID-LL: 00:03:00:01 and the MAC.
-                    let fromDUID = host.id.flatMap { $0.hasPrefix("00:03:00:01:") ? MACAddress($0.dropFirst(12)) : nil }
-                    for mac in [host.mac, fromDUID].compactMap({ $0 }) where used[mac] == nil {
-                        used[mac] = "a DHCP host entry on network \(network.name)"
+                    // IPv6 entries name the NIC by its DUID-LL.
+                    for mac in [host.mac, host.id.flatMap(MACAddress.inDUIDLL)].compactMap({ $0 }) where survey.macs[mac] == nil {
+                        survey.macs[mac] = "a DHCP host entry on network \(network.name)"
                     }
                 }
             }
             if view.live != nil {
                 for lease in (try? await network.dhcpLeases()) ?? [] {
-                    if let mac = lease.mac.flatMap(MACAddress.init), used[mac] == nil { used[mac] = "a DHCP lease on network \(network.name)" }
+                    if let mac = lease.mac.flatMap(MACAddress.init), survey.macs[mac] == nil {
+                        survey.macs[mac] = "a DHCP lease on network \(network.name)"
+                    }
                 }
             }
         }
-        return used
+        return survey
     }
 
     // MARK: Steps

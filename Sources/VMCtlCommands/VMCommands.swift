@@ -160,35 +160,22 @@ struct Destroyer: Sendable {
             bridges[network] = bridge
         }
         try await stop(domain)
+        // vmctl create reserves with the domain's UUID as owner: these are all of its addresses.
+        let owned: [Allocation]
+        do { owned = try store.allocations(ownedBy: domain.uuid) } catch { throw VMCtlError(error.description) }
         let reservations = Reservations(store: store, connection: connection)
+        for allocation in owned { try await reservations.release(allocation) }
         do {
-            for allocation in try store.allocations(ownedBy: domain.uuid) { try await reservations.release(allocation) }
-            // Addresses the metadata names that were reserved under the name only (never by vmctl create).
-            for address in metadata.addresses {
-                if let allocation = try store.allocations(in: address.pool).first(where: { $0.address == address.address && $0.mac == address.mac }) {
-                    try await reservations.release(allocation)
-                }
-            }
-        } catch let error as VMCtlError {
-            throw error
-        } catch {
-            throw VMCtlError("\(error)")
-        }
-        for forward in forwards {
-            do {
+            for forward in forwards {
                 _ = try store.removePortForward(network: forward.network, proto: forward.proto, hostPort: forward.hostPort)
-            } catch {
-                throw VMCtlError(error.description)
             }
+        } catch {
+            throw VMCtlError(error.description)
         }
         for (network, bridge) in bridges {
-            do {
-                try PortForwardRules(bridge: bridge, forwards: try store.portForwards(on: network)).apply()
-            } catch let error as VMCtlError {
-                throw error
-            } catch {
-                throw VMCtlError("\(error)")
-            }
+            let remaining: [PortForward]
+            do { remaining = try store.portForwards(on: network) } catch { throw VMCtlError(error.description) }
+            try PortForwardRules(bridge: bridge, forwards: remaining).apply()
         }
         let kept = try await deleteVolumes(metadata.volumes.map { "\($0.pool)/\($0.name)" }, on: connection, imagesInUse: imagesInUse)
         for volume in kept {

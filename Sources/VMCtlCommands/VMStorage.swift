@@ -73,17 +73,20 @@ struct VMStorage {
 /// are kept and named in the result. Missing pools and volumes count as deleted.
 func deleteVolumes(_ references: [String], on connection: Connection, imagesInUse: [String: String] = [:]) async throws(VMCtlError) -> [String] {
     var kept: [String] = []
+    var backingFiles: [String: [String: String]] = [:]  // per pool: backing path -> the overlay on it
     for reference in references {
         let parts = reference.split(separator: "/", maxSplits: 1).map(String.init)
         guard parts.count == 2 else { continue }
         do {
-            let volume = try await connection.storagePool(named: parts[0]).volume(named: parts[1])
+            let pool = try await connection.storagePool(named: parts[0])
+            let volume = try await pool.volume(named: parts[1])
             let path = try await volume.path()
             if let user = imagesInUse[path] {
                 kept.append("\(path) (the image of VM \(user))")
                 continue
             }
-            if let user = try await backingUser(of: path, in: parts[0], on: connection) {
+            if backingFiles[parts[0]] == nil { backingFiles[parts[0]] = try await overlays(in: pool) }
+            if let user = backingFiles[parts[0]]?[path] {
                 kept.append("\(path) (the backing file of \(user))")
                 continue
             }
@@ -97,19 +100,20 @@ func deleteVolumes(_ references: [String], on connection: Connection, imagesInUs
     return kept
 }
 
-/// Another volume of the same pool whose backing file is `path`: libvirt keeps no count of
-/// overlays, so vmctl looks before it deletes.
-private func backingUser(of path: String, in poolName: String, on connection: Connection) async throws(LibvirtError) -> String? {
-    for volume in try await connection.storagePool(named: poolName).volumes() {
+/// The pool's overlays by the path of their backing file: libvirt keeps no count of overlays,
+/// so vmctl looks before it deletes.
+private func overlays(in pool: StoragePool) async throws(LibvirtError) -> [String: String] {
+    var overlays: [String: String] = [:]
+    for volume in try await pool.volumes() {
         do {
             let xml = try await volume.xml()
-            let other = try await volume.path()
-            if other != path, xml.contains("<backingStore>"), xml.contains("<path>\(escapeXML(path))</path>") { return other }
+            guard let definition = try? VolumeDefinition(xml: xml), let base = definition.backingPath else { continue }
+            overlays[base] = definition.path ?? volume.name
         } catch where error.code == .noStorageVolume {
             continue  // deleted meanwhile (another destroy): not a user
         }
     }
-    return nil
+    return overlays
 }
 
 /// The format and virtual size of a local image file: qcow2 (read from its header) or raw.

@@ -138,10 +138,10 @@ struct VMTable: Encodable, TextRenderable {
 }
 
 extension DHCPLease {
-    /// Whether the lease is the NIC's: by MAC, or (DHCPv6) by a client identifier ending in it.
+    /// Whether the lease is the NIC's: by MAC, or (DHCPv6) by the NIC's DUID-LL.
     func belongs(to mac: MACAddress) -> Bool {
         if let leaseMAC = self.mac.flatMap(MACAddress.init), leaseMAC == mac { return true }
-        return family == .ipv6 && clientID?.lowercased().hasSuffix(mac.description) == true
+        return family == .ipv6 && clientID.flatMap(MACAddress.inDUIDLL) == mac
     }
 }
 

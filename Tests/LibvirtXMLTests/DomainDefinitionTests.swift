@@ -51,4 +51,17 @@ struct DomainDefinitionTests {
         let plain = try DomainDefinition(xml: "<domain type='kvm'><name>x</name><memory unit='GiB'>2</memory></domain>")
         #expect(plain.metadata == nil && plain.memoryKiB == 2 * 1024 * 1024 && plain.vcpus == 1)
     }
+
+    @Test("a volume's own path and the file it is an overlay on")
+    func volume() throws {
+        let overlay = try VolumeDefinition(xml: """
+            <volume type='file'><name>web1-root.qcow2</name>
+              <target><path>/var/lib/libvirt/vmctl/web1-root.qcow2</path><format type='qcow2'/></target>
+              <backingStore><path>/images/base&apos;s &amp; co.qcow2</path><format type='qcow2'/></backingStore></volume>
+            """)
+        #expect(overlay.path == "/var/lib/libvirt/vmctl/web1-root.qcow2")
+        #expect(overlay.backingPath == "/images/base's & co.qcow2")
+        #expect(try VolumeDefinition(xml: "<volume><target><path>/a</path></target></volume>").backingPath == nil)
+        #expect(throws: XMLProblem.self) { try VolumeDefinition(xml: "<pool/>") }
+    }
 }

@@ -57,6 +57,8 @@ struct VMSpecTests {
         #expect(first == MACAddress.derived(from: "web1/0"))
         #expect(first.bytes.prefix(3) == [0x52, 0x54, 0x00])
         #expect(!first.isMulticast)
+        #expect(MACAddress.inDUIDLL(first.duidLL) == first)
+        #expect(MACAddress.inDUIDLL("00:01:00:01:2a:2b:2c:2d:52:54:00:00:00:01") == nil)
         let many = Set((0..<1000).map { MACAddress.derived(from: "vm\($0)/0") })
         #expect(many.count >= 999)  // 24 bits: a collision among 1,000 is possible, more is not plausible
     }
