@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // The C API of libvirt, found through pkg-config. Only `Libvirt` may import it.
@@ -49,21 +51,44 @@ let package = Package(
             dependencies: ["Addressing", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSwift
         ),
-        // Every `vmctl` command, as a library so that tests can drive it.
+        // The host firewall as typed rules (iptables and nft), applied through swift-subprocess;
+        // forwarding sysctls and the host's interface addresses. No libvirt in it.
         .target(
-            name: "VMCtlCommands",
+            name: "HostFirewall",
             dependencies: [
-                "Libvirt", "Addressing", "LibvirtXML", "AllocationStore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Addressing",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        // What vmctl does, without a command line: the create transaction, destroy, reservations,
+        // doctor, storage, cloud-init, networks, pools, reading VMs and waiting for them.
+        .target(
+            name: "Provisioning",
+            dependencies: [
+                "Libvirt", "Addressing", "LibvirtXML", "AllocationStore", "HostFirewall",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSwift
         ),
-        // scripts/bench-reservations: reservation latency per network mode, side by side.
+        // Every `vmctl` command, as a library so that tests can drive it: parse, call
+        // Provisioning, render.
+        .target(
+            name: "VMCtlCommands",
+            dependencies: [
+                "Provisioning", "Addressing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        // scripts/bench: reservation latency per network mode, and the lifecycle benchmarks.
         .executableTarget(
             name: "vmctl-bench",
-            dependencies: ["VMCtlCommands", "Libvirt", "AllocationStore", "Addressing"],
+            dependencies: ["Provisioning", "Libvirt", "AllocationStore", "Addressing"],
             swiftSettings: strictSwift
         ),
         // scripts/bench: the libvirt calls of a create and a destroy made directly, the floor.
@@ -74,7 +99,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "vmctl",
-            dependencies: ["VMCtlCommands"],
+            dependencies: ["VMCtlCommands", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift
         ),
         // Helpers shared by the test targets (running the built vmctl, and so on).
@@ -95,7 +120,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LibvirtXMLTests",
-            dependencies: ["LibvirtXML", "Addressing"],
+            dependencies: ["LibvirtXML", "Addressing", "TestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(
@@ -104,13 +129,23 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "HostFirewallTests",
+            dependencies: ["HostFirewall", "Addressing", "TestSupport"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "ProvisioningTests",
+            dependencies: ["Provisioning", "Libvirt", "LibvirtXML", "AllocationStore", "Addressing", "TestSupport"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "VMCtlCommandsTests",
-            dependencies: ["VMCtlCommands", "Libvirt", "TestSupport"],
+            dependencies: ["VMCtlCommands", "Provisioning", "Libvirt", "TestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Libvirt", "VMCtlCommands", "TestSupport"],
+            dependencies: ["Libvirt", "Provisioning", "LibvirtXML", "TestSupport"],
             swiftSettings: strictSwift
         ),
     ],

@@ -16,11 +16,24 @@ public enum CallProfile {
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var enabled = false
+    nonisolated(unsafe) private static var keeping = false
     nonisolated(unsafe) private static var recorded: [Record] = []
+    nonisolated(unsafe) private static var observers: [@Sendable (Record) -> Void] = []
 
     /// Starts recording.
     public static func enable() {
-        lock.withLock { enabled = true }
+        lock.withLock {
+            enabled = true
+            keeping = true
+        }
+    }
+
+    /// Calls `observer` with every call as it ends (for `--debug`), without keeping them.
+    public static func observe(_ observer: @escaping @Sendable (Record) -> Void) {
+        lock.withLock {
+            enabled = true
+            observers.append(observer)
+        }
     }
 
     /// The calls recorded so far, in the order they ended.
@@ -33,6 +46,11 @@ public enum CallProfile {
     static func record(_ function: String, file: String, from start: ContinuousClock.Instant) {
         let end = ContinuousClock.now
         let type = file.split(separator: "/").last.map { String($0.dropLast(6)) } ?? file
-        lock.withLock { recorded.append(Record(function: "\(type).\(function)", start: start, end: end)) }
+        let record = Record(function: "\(type).\(function)", start: start, end: end)
+        let current = lock.withLock { () -> [@Sendable (Record) -> Void] in
+            if keeping { recorded.append(record) }
+            return observers
+        }
+        for observer in current { observer(record) }
     }
 }

@@ -1,7 +1,6 @@
 public import ArgumentParser
-import Addressing
 import Foundation
-import Libvirt
+import Provisioning
 
 /// `vmctl create NAME [options]`
 public struct Create: AsyncParsableCommand {
@@ -17,22 +16,23 @@ public struct Create: AsyncParsableCommand {
     @OptionGroup var state: StateOptions
     @Argument(help: "The VM's name (also its host name).") var name: String
 
-    @Option(help: ArgumentHelp("Base image: the VM's root disk is a qcow2 overlay on it.", valueName: "path")) var image: String?
+    @Option(help: ArgumentHelp("Base image: the VM's root disk is a qcow2 overlay on it.", valueName: "path"), completion: .file())
+    var image: String?
     @Option(help: ArgumentHelp("Size of the root disk: grows the overlay, or without --image makes a blank one.", valueName: "size"))
     var diskSize: String?
     @Option(name: .customLong("disk"), help: ArgumentHelp("A blank data disk (repeatable).", valueName: "size=SIZE"))
     var dataDisks: [String] = []
     @Option(name: .customLong("network"), help: ArgumentHelp(
         "A NIC on a libvirt network (repeatable); pool= reserves an address of each family the pool holds, ip= exactly that one.",
-        valueName: "NET[,pool=POOL][,ip=ADDR][,mac=MAC][,model=MODEL]"))
+        valueName: "NET[,pool=POOL][,ip=ADDR][,mac=MAC][,model=MODEL]"), completion: Complete.network)
     var networks: [String] = []
-    @Option(name: .customLong("ssh-key"), help: ArgumentHelp("A public key file for cloud-init (repeatable).", valueName: "file"))
+    @Option(name: .customLong("ssh-key"), help: ArgumentHelp("A public key file for cloud-init (repeatable).", valueName: "file"), completion: .file())
     var sshKeys: [String] = []
-    @Option(help: ArgumentHelp("cloud-init user-data to use instead of vmctl's minimal #cloud-config.", valueName: "file"))
+    @Option(help: ArgumentHelp("cloud-init user-data to use instead of vmctl's minimal #cloud-config.", valueName: "file"), completion: .file())
     var userData: String?
     @Flag(help: "Attach no cloud-init seed.") var noCloudInit = false
-    @Option(help: ArgumentHelp("Kernel for direct kernel boot.", valueName: "path")) var kernel: String?
-    @Option(help: ArgumentHelp("Initrd for direct kernel boot.", valueName: "path")) var initrd: String?
+    @Option(help: ArgumentHelp("Kernel for direct kernel boot.", valueName: "path"), completion: .file()) var kernel: String?
+    @Option(help: ArgumentHelp("Initrd for direct kernel boot.", valueName: "path"), completion: .file()) var initrd: String?
     @Option(help: ArgumentHelp("Kernel command line for direct kernel boot.", valueName: "text")) var cmdline: String?
     @Option(help: ArgumentHelp("Memory: MiB, or a size such as 2G.", valueName: "size")) var memory = "512M"
     @Option(help: "Virtual CPUs.") var vcpus = 1
@@ -48,129 +48,71 @@ public struct Create: AsyncParsableCommand {
     var storagePool = VMStorage.defaultName
     @Option(help: ArgumentHelp("Write the serial console to this file (on the libvirt host).", valueName: "path"))
     var consoleLog: String?
-    @Option(help: ArgumentHelp("Directory with domain.xml.mustache.", valueName: "dir")) var templates: String?
-    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
-    @Flag(name: .shortAndLong, help: "Print only the VM's name.") var quiet = false
+    @Option(help: ArgumentHelp("Directory with domain.xml.mustache (default: $VMCTL_TEMPLATES, else vmctl's own XML).", valueName: "dir"),
+            completion: .directory)
+    var templates: String?
+    @OptionGroup var output: OutputOptions
 
     public init() {}
 
+    public enum CreateWait: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case ip, none
+    }
+
     public func validate() throws {
-        try validateObjectName(name, what: "VM")
-        _ = try plan()
-        if vcpus < 1 { throw ValidationError("invalid --vcpus \(vcpus): give 1 or more") }
+        _ = try usage { () throws(ProvisioningError) in try plan() }
         if timeout < 1 { throw ValidationError("invalid --timeout \(timeout): give a number of seconds, 1 or more") }
-        if kernel == nil, initrd != nil || cmdline != nil {
-            throw ValidationError("--initrd and --cmdline need --kernel")
-        }
-        if noCloudInit, userData != nil || !sshKeys.isEmpty {
-            throw ValidationError("--user-data and --ssh-key need the cloud-init seed: drop --no-cloud-init")
-        }
     }
 
     /// The options as values; a bad one is a usage error that names it.
-    func plan() throws(ValidationError) -> CreatePlan {
-        do throws(SpecError) {
-            let memoryMiB: UInt64 = if let plain = UInt64(memory) { plain } else { try ByteSize(parsing: memory, what: "--memory").mebibytes }
-            guard memoryMiB >= 16 else { throw SpecError("invalid --memory '\(memory)': give at least 16 MiB") }
-            var labelValues: [String: String] = [:]
-            for text in labels {
-                let (key, value) = try parseLabel(text)
-                labelValues[key] = value
-            }
-            return CreatePlan(
-                name: name, uuid: UUID(), image: image,
-                diskSize: try diskSize.map { text throws(SpecError) in try ByteSize(parsing: text, what: "--disk-size") },
-                dataDisks: try dataDisks.map { text throws(SpecError) in try DataDiskSpec(parsing: text).size },
-                nics: try networks.map { text throws(SpecError) in try NICSpec(parsing: text) },
-                sshKeyFiles: sshKeys, userDataFile: userData, cloudInit: !noCloudInit,
-                kernel: kernel, initrd: initrd, cmdline: cmdline,
-                memoryMiB: memoryMiB, vcpus: vcpus, virtType: virtType ?? optionOrEnvironment(nil, "VMCTL_VIRT_TYPE").flatMap(VirtType.init),
-                autostart: autostart, labels: labelValues,
-                expiresAt: try ttl.map { text throws(SpecError) in Date().addingTimeInterval(try parseDuration(text)) },
-                storagePool: storagePool, consoleLog: consoleLog)
-        } catch {
-            throw ValidationError(error.description)
+    func plan() throws(ProvisioningError) -> CreatePlan {
+        let memoryMiB: UInt64 = if let plain = UInt64(memory) { plain } else { try ByteSize(parsing: memory, what: "--memory").mebibytes }
+        var labelValues: [String: String] = [:]
+        for text in labels {
+            let (key, value) = try parseLabel(text)
+            labelValues[key] = value
         }
+        let plan = CreatePlan(
+            name: name, image: image,
+            diskSize: try diskSize.map { text throws(ProvisioningError) in try ByteSize(parsing: text, what: "--disk-size") },
+            dataDisks: try dataDisks.map { text throws(ProvisioningError) in try DataDiskSpec(parsing: text).size },
+            nics: try networks.map { text throws(ProvisioningError) in try NICSpec(parsing: text) },
+            sshKeyFiles: sshKeys, userDataFile: userData, cloudInit: !noCloudInit,
+            kernel: kernel, initrd: initrd, cmdline: cmdline,
+            memoryMiB: memoryMiB, vcpus: vcpus, virtType: virtType ?? optionOrEnvironment(nil, "VMCTL_VIRT_TYPE").flatMap(VirtType.init),
+            autostart: autostart, labels: labelValues,
+            expiresAt: try ttl.map { text throws(ProvisioningError) in Date().addingTimeInterval(try parseDuration(text)) },
+            storagePool: storagePool, consoleLog: consoleLog)
+        try plan.validate()
+        return plan
     }
 
     public func run() async throws {
         let profiler = Profiler.current  // starts the clock
         defer { profiler?.report("create \(name)") }
         let plan = try plan()
-        let store = try state.open()
-        let connection = try await global.connect()
-        let progress = Progress(enabled: !quiet)
-        let domain = try await Creation(
-            plan: plan, store: store, connection: connection, templates: try Templates.locate(templates), progress: progress
-        ).run()
-        var waitFailure: VMCtlError?
+        let templates = try optionOrEnvironment(self.templates, "VMCTL_TEMPLATES").map(Templates.at) ?? .builtIn
+        let state = try await state.open()
+        let session = try await global.connect()
+        let showProgress = !output.quiet && isatty(STDERR_FILENO) == 1
+        let creation = Creation(plan: plan, state: state, connection: session.connection, templates: templates, logger: session.logger) { step in
+            if showProgress { Output.say(step) }
+        }
+        let domain = try await creation.run()
+        var waitFailure: ProvisioningError?
         if wait == .ip {
-            progress.say("waiting up to \(timeout) s for \(name)'s addresses")
-            do throws(VMCtlError) {
-                try await waitForAddresses(of: domain, on: connection, timeout: .seconds(timeout))
+            if showProgress { Output.say("waiting up to \(timeout) s for \(name)'s addresses") }
+            do throws(ProvisioningError) {
+                try await session.wait(for: "ip", vm: domain.name, timeout: .seconds(timeout))
             } catch {
                 waitFailure = error
             }
         }
-        if quiet {
+        if output.quiet {
             Output.write(name + "\n")
         } else {
-            let reader = VMReader(connection: connection)
-            let (definition, state) = try await reader.read(domain)
-            let view = VMView(definition: definition, uuid: domain.uuid, state: state,
-                              leases: await reader.leases(of: Set(definition.networks)))
-            Output.write(try Output.render(view, as: format))
+            try Output.print(try await session.reader.view(of: domain), output)
         }
         if let waitFailure { throw waitFailure }
-    }
-}
-
-/// What `vmctl create` was asked for, checked and parsed.
-struct CreatePlan: Sendable {
-    var name: String
-    var uuid: UUID
-    var image: String?
-    var diskSize: ByteSize?
-    var dataDisks: [ByteSize]
-    var nics: [NICSpec]
-    var sshKeyFiles: [String]
-    var userDataFile: String?
-    var cloudInit: Bool
-    var kernel: String?
-    var initrd: String?
-    var cmdline: String?
-    var memoryMiB: UInt64
-    var vcpus: Int
-    /// `nil`: kvm when libvirt offers it, else qemu.
-    var virtType: VirtType?
-    var autostart: Bool
-    var labels: [String: String]
-    var expiresAt: Date?
-    var storagePool: String
-    var consoleLog: String?
-
-    /// Whether the VM gets a root disk.
-    var hasRootDisk: Bool { image != nil || diskSize != nil }
-}
-
-public enum VirtType: String, ExpressibleByArgument, CaseIterable, Sendable {
-    case kvm, qemu
-}
-
-public enum CreateWait: String, ExpressibleByArgument, CaseIterable, Sendable {
-    case ip, none
-}
-
-/// Progress lines on stderr, for a person watching a terminal.
-struct Progress: Sendable {
-    let enabled: Bool
-
-    init(enabled: Bool) {
-        self.enabled = enabled && isatty(STDERR_FILENO) == 1
-    }
-
-    func say(_ text: String) {
-        guard enabled else { return }
-        FileHandle.standardError.write(Data("vmctl: \(text)\n".utf8))
     }
 }

@@ -1,4 +1,6 @@
 public import ArgumentParser
+import Foundation
+import Provisioning
 
 /// The `vmctl` command: every subcommand lives in this library so that tests can drive it.
 public struct VMCtl: AsyncParsableCommand {
@@ -8,6 +10,7 @@ public struct VMCtl: AsyncParsableCommand {
         discussion: """
             Exit status: 0 on success, 1 when the operation failed, 64 for a usage error.
             """,
+        version: vmctlVersion,
         subcommands: [Create.self, Destroy.self, List.self, Show.self, Wait.self, Info.self, NetworkCommand.self, PoolCommand.self, Doctor.self]
     )
 
@@ -15,4 +18,43 @@ public struct VMCtl: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     public init() {}
+
+    /// Parses, runs, and reports a failure as one line on stderr: exit status 64 for a usage
+    /// error (a bad value, whoever found it), 1 for any other failure.
+    public static func main() async {
+        let command: any ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            fail(with: error)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var syncCommand = command
+                try syncCommand.run()
+            }
+        } catch {
+            fail(with: error)
+        }
+    }
+
+    /// Ends the process for `error`: help and version as ArgumentParser prints them, anything
+    /// else as `Error: ONE LINE` and its exit status.
+    static func fail(with error: any Error) -> Never {
+        if let failure = error as? ProvisioningError {
+            FileHandle.standardError.write(Data("Error: \(failure.description)\n".utf8))
+            Foundation.exit(failure.code == .invalidValue ? ExitCode.validationFailure.rawValue : ExitCode.failure.rawValue)
+        }
+        let code = exitCode(for: error)
+        guard code != .success, !(error is ExitCode) else { exit(withError: error) }
+        // ArgumentParser's usage block is for --help; a rejection is one line.
+        let message = self.message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+        FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+        Foundation.exit(code.rawValue)
+    }
 }
+
+/// `vmctl --version`: the version, and the commit it was built from when the build knew it.
+let vmctlVersion = "0.2.0"

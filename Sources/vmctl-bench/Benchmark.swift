@@ -2,7 +2,7 @@ import Addressing
 import AllocationStore
 import Foundation
 import Libvirt
-import VMCtlCommands
+import Provisioning
 
 /// vmctl's benchmarks against the libvirtd in $VMCTL_CONNECT (scripts/bench and
 /// scripts/bench-reservations start a private one):
@@ -35,13 +35,13 @@ enum Reservations {
 
     static func run() async throws {
         guard let uri = ProcessInfo.processInfo.environment["VMCTL_CONNECT"] else {
-            throw VMCtlError("VMCTL_CONNECT is not set", hint: "run scripts/bench-reservations")
+            throw ProvisioningError(.invalidValue, "VMCTL_CONNECT is not set", hint: "run scripts/bench-reservations")
         }
         let connection = try await Connection.open(uri)
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let store = try AllocationStore(path: scratch.appendingPathComponent("state.sqlite").path)
-        let reservations = VMCtlCommands.Reservations(store: store, connection: connection)
+        let reservations = Provisioning.Reservations(state: State(store: store), connection: connection)
 
         print("reservation of one IPv4 address (store + live and persistent DHCP host entry), \(runs) runs after a warm-up")
         print("mode       median ms   min ms   max ms   \(concurrent) concurrent, total ms   goal (<5 ms, <1000 ms)")

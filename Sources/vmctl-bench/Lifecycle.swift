@@ -1,6 +1,6 @@
 import Foundation
 import Libvirt
-import VMCtlCommands
+import Provisioning
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,7 +31,7 @@ enum Lifecycle {
         init() throws {
             let environment = ProcessInfo.processInfo.environment
             func value(_ name: String) throws -> String {
-                guard let value = environment[name], !value.isEmpty else { throw VMCtlError("\(name) is not set", hint: "run scripts/bench") }
+                guard let value = environment[name], !value.isEmpty else { throw ProvisioningError(.invalidValue, "\(name) is not set", hint: "run scripts/bench") }
                 return value
             }
             vmctl = try value("VMCTL_BENCH_VMCTL")
@@ -280,7 +280,7 @@ enum Lifecycle {
         var pid: pid_t = 0
         let start = ContinuousClock.now
         let status = posix_spawn(&pid, argv[0], &actions, nil, arguments, variables)
-        guard status == 0 else { throw VMCtlError("cannot start \(argv[0]): \(String(cString: strerror(status)))") }
+        guard status == 0 else { throw ProvisioningError(.tool, "cannot start \(argv[0]): \(String(cString: strerror(status)))") }
         return Started(pid: pid, start: start, errors: errors)
     }
 
@@ -292,7 +292,7 @@ enum Lifecycle {
         let errors = (try? String(contentsOf: started.errors, encoding: .utf8)) ?? ""
         try? FileManager.default.removeItem(at: started.errors)
         guard status == 0 else {
-            throw VMCtlError("\(argv.prefix(3).joined(separator: " ")) failed (status \(status)): \(errors)")
+            throw ProvisioningError(.tool, "\(argv.prefix(3).joined(separator: " ")) failed (status \(status)): \(errors)")
         }
         return Measurement(milliseconds: elapsed, maxRSSKiB: Int(usage.ru_maxrss), standardError: errors)
     }

@@ -2,7 +2,7 @@ import Foundation
 import Libvirt
 import Testing
 import TestSupport
-import VMCtlCommands
+import Provisioning
 
 extension Integration {
     @Suite("vmctl info")

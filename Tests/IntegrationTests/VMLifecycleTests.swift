@@ -4,7 +4,7 @@ import Libvirt
 import LibvirtXML
 import Testing
 import TestSupport
-import VMCtlCommands
+import Provisioning
 
 extension Integration {
     /// `vmctl create`, `show`, `list`, `wait`, `destroy` against the harness's libvirtd, with real

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// What a finished child process left behind.
 public struct ProcessResult: Sendable {
@@ -52,4 +52,25 @@ public func runVMCtl(_ arguments: [String], environment extra: [String: String] 
 public struct TestSupportError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Compares `actual` with the golden file at `url`, whole: `nil` when they are equal, else what
+/// differs (the first differing line). With `VMCTL_UPDATE_GOLDEN=1` the file is written instead;
+/// a missing golden file is a mismatch, never created silently.
+public func goldenMismatch(_ actual: String, at url: URL) -> String? {
+    if ProcessInfo.processInfo.environment["VMCTL_UPDATE_GOLDEN"] == "1" {
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try? actual.write(to: url, atomically: true, encoding: .utf8)
+        return nil
+    }
+    guard let expected = try? String(contentsOf: url, encoding: .utf8) else {
+        return "no golden file \(url.path) (run the test with VMCTL_UPDATE_GOLDEN=1 to write it, then review it)"
+    }
+    guard expected != actual else { return nil }
+    let want = expected.components(separatedBy: "\n"), got = actual.components(separatedBy: "\n")
+    for index in 0..<max(want.count, got.count) {
+        let a = index < want.count ? want[index] : "<end>", b = index < got.count ? got[index] : "<end>"
+        if a != b { return "\(url.lastPathComponent) line \(index + 1): expected \(a.debugDescription), got \(b.debugDescription)" }
+    }
+    return "\(url.lastPathComponent) differs"
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Libvirt
 import Testing
+@testable import Provisioning
 import TestSupport
 @testable import VMCtlCommands
 
@@ -112,7 +113,7 @@ struct CommandLineTests {
 
     @Test("user-facing errors are one line, whatever libvirt's message holds")
     func oneLineErrors() {
-        let error = VMCtlError("cannot do it: first\nsecond", hint: "try again")
+        let error = ProvisioningError(.libvirt, "cannot do it: first\nsecond", hint: "try again")
         #expect(error.description == "cannot do it: first second; try again")
     }
 }

@@ -1,0 +1,84 @@
+public import Addressing
+public import Foundation
+public import Logging
+
+/// Applies vmctl's rule sets to the firewall of the network namespace this process runs in.
+public struct Firewall: Sendable {
+    public var logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// Loads a rule set (`iptables-restore --noflush`: vmctl's chains are replaced, nobody
+    /// else's) and inserts the jumps into them that are not there yet.
+    public func apply(_ rules: RuleSet, header: String) async throws(ToolError) {
+        let restore = SystemTool(rules.family == .ipv4 ? "iptables-restore" : "ip6tables-restore")
+        try await restore.run(["--noflush"], input: rules.iptablesRestore(header: header), logger: logger)
+        for jump in rules.jumps { try await ensure(jump, with: SystemTool(rules.tool)) }
+    }
+
+    /// Loads an nft script (`nft -f -`).
+    public func applyNFT(_ script: String) async throws(ToolError) {
+        try await SystemTool("nft").run(["-f", "-"], input: script, logger: logger)
+    }
+
+    /// Inserts a jump from a built-in chain into vmctl's, unless it is there already.
+    private func ensure(_ jump: Jump, with tool: SystemTool) async throws(ToolError) {
+        do {
+            try await tool.run(["-t", jump.table.rawValue, "-C", jump.chain.rawValue, "-j", jump.target], logger: logger)
+            return
+        } catch {
+            guard case .failed = error.reason else { throw error }
+        }
+        try await tool.run(["-t", jump.table.rawValue, "-I", jump.chain.rawValue, "1", "-j", jump.target], logger: logger)
+    }
+
+    /// Turns IP forwarding on (IPv4, and IPv6 when asked) in this network namespace.
+    public func enableForwarding(ipv6: Bool) throws(ForwardingError) {
+        var settings = ["/proc/sys/net/ipv4/ip_forward"]
+        if ipv6 { settings.append("/proc/sys/net/ipv6/conf/all/forwarding") }
+        for path in settings {
+            do {
+                try "1\n".write(toFile: path, atomically: false, encoding: .utf8)
+            } catch {
+                throw ForwardingError(path: path, reason: error.localizedDescription)
+            }
+        }
+    }
+
+    /// Whether the interface `name` exists in this network namespace.
+    public static func interfaceExists(_ name: String) -> Bool {
+        !name.isEmpty && FileManager.default.fileExists(atPath: "/sys/class/net/\(name)")
+    }
+}
+
+/// A forwarding sysctl that could not be set.
+public struct ForwardingError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var reason: String
+    public var description: String { "cannot enable forwarding (\(path)): \(reason); run as root" }
+}
+
+/// This machine's interface addresses (getifaddrs), with their prefix lengths.
+public func localInterfaceAddresses() -> [String: [(address: IPAddress, prefix: Int)]] {
+    var result: [String: [(address: IPAddress, prefix: Int)]] = [:]
+    var list: UnsafeMutablePointer<ifaddrs>?
+    guard getifaddrs(&list) == 0, let first = list else { return [:] }
+    defer { freeifaddrs(list) }
+    for entry in sequence(first: first, next: { $0.pointee.ifa_next }) {
+        guard let address = entry.pointee.ifa_addr, let mask = entry.pointee.ifa_netmask else { continue }
+        let name = String(cString: entry.pointee.ifa_name)
+        func text(_ pointer: UnsafeMutablePointer<sockaddr>) -> String? {
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            let length = socklen_t(pointer.pointee.sa_family == sa_family_t(AF_INET6) ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+            guard getnameinfo(pointer, length, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 else { return nil }
+            return String(cString: buffer).split(separator: "%").first.map(String.init)
+        }
+        let family = Int32(address.pointee.sa_family)
+        guard family == AF_INET || family == AF_INET6, let addressText = text(address), let maskText = text(mask),
+              let ip = IPAddress(addressText), let maskAddress = IPAddress(maskText) else { continue }
+        result[name, default: []].append((ip, maskAddress.number.nonzeroBitCount))
+    }
+    return result
+}

@@ -1,0 +1,94 @@
+public import Foundation
+
+/// What a create was asked for, parsed and checked for sense (files and libvirt are looked at
+/// only when the create runs).
+public struct CreatePlan: Sendable {
+    public var name: String
+    /// The UUID the domain will get: the owner of its addresses from the moment they are reserved.
+    public var uuid: UUID
+    public var image: String?
+    public var diskSize: ByteSize?
+    public var dataDisks: [ByteSize]
+    public var nics: [NICSpec]
+    public var sshKeyFiles: [String]
+    public var userDataFile: String?
+    public var cloudInit: Bool
+    public var kernel: String?
+    public var initrd: String?
+    public var cmdline: String?
+    public var memoryMiB: UInt64
+    public var vcpus: Int
+    /// `nil`: kvm when libvirt offers it on bare metal, else qemu.
+    public var virtType: VirtType?
+    public var autostart: Bool
+    public var labels: [String: String]
+    public var expiresAt: Date?
+    public var storagePool: String
+    public var consoleLog: String?
+
+    public init(name: String, uuid: UUID = UUID(), image: String? = nil, diskSize: ByteSize? = nil, dataDisks: [ByteSize] = [],
+                nics: [NICSpec] = [], sshKeyFiles: [String] = [], userDataFile: String? = nil, cloudInit: Bool = true,
+                kernel: String? = nil, initrd: String? = nil, cmdline: String? = nil, memoryMiB: UInt64 = 512, vcpus: Int = 1,
+                virtType: VirtType? = nil, autostart: Bool = false, labels: [String: String] = [:], expiresAt: Date? = nil,
+                storagePool: String = VMStorage.defaultName, consoleLog: String? = nil) {
+        self.name = name
+        self.uuid = uuid
+        self.image = image
+        self.diskSize = diskSize
+        self.dataDisks = dataDisks
+        self.nics = nics
+        self.sshKeyFiles = sshKeyFiles
+        self.userDataFile = userDataFile
+        self.cloudInit = cloudInit
+        self.kernel = kernel
+        self.initrd = initrd
+        self.cmdline = cmdline
+        self.memoryMiB = memoryMiB
+        self.vcpus = vcpus
+        self.virtType = virtType
+        self.autostart = autostart
+        self.labels = labels
+        self.expiresAt = expiresAt
+        self.storagePool = storagePool
+        self.consoleLog = consoleLog
+    }
+
+    /// Whether the VM gets a root disk.
+    public var hasRootDisk: Bool { image != nil || diskSize != nil }
+
+    /// The steps a create of this plan goes through, in order.
+    public var steps: [Creation.Step] {
+        var steps: [Creation.Step] = [.journal]
+        if hasRootDisk { steps.append(.rootDisk) }
+        if !dataDisks.isEmpty { steps.append(.dataDisks) }
+        if !nics.isEmpty { steps.append(.addresses) }
+        if cloudInit { steps.append(.seed) }
+        return steps + [.define, .start]
+    }
+
+    /// Checks that the values make sense together; the error names the bad one.
+    public func validate() throws(ProvisioningError) {
+        try validateObjectName(name, what: "VM")
+        guard memoryMiB >= 16 else { throw .invalid("invalid memory \(memoryMiB) MiB: give at least 16 MiB") }
+        guard vcpus >= 1 else { throw .invalid("invalid vCPU count \(vcpus): give 1 or more") }
+        if kernel == nil, initrd != nil || cmdline != nil {
+            throw .invalid("an initrd or kernel command line needs a kernel")
+        }
+        if !cloudInit, userDataFile != nil || !sshKeyFiles.isEmpty {
+            throw .invalid("user-data and SSH keys need the cloud-init seed")
+        }
+    }
+}
+
+/// The domain type: `kvm`, or `qemu` (TCG, software emulation).
+public enum VirtType: String, CaseIterable, Sendable {
+    case kvm, qemu
+}
+
+/// Names vmctl gives to libvirt objects and pools: nothing a shell or libvirt would mangle.
+public func validateObjectName(_ name: String, what: String) throws(ProvisioningError) {
+    let allowed = name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+    guard !name.isEmpty, name.count <= 64, allowed, name.first!.isLetter || name.first!.isNumber else {
+        throw .invalid("invalid \(what) name '\(name)': use up to 64 letters, digits, '-', '_' or '.', starting with a letter or digit")
+    }
+}

@@ -1,0 +1,479 @@
+public import Addressing
+public import AllocationStore
+import Dispatch
+public import Foundation
+public import Libvirt
+public import LibvirtXML
+public import Logging
+
+/// One `vmctl create` as a transaction: checks that change nothing, then a journal entry, then
+/// the steps, each recorded so that a failure, a signal or (through the journal and
+/// `vmctl doctor --fix`) a SIGKILL undoes everything done so far.
+public struct Creation: Sendable {
+    public let plan: CreatePlan
+    public let state: State
+    public let connection: Connection
+    public let templates: Templates
+    public let logger: Logger
+    /// Called with each step's title as it begins (a terminal shows them).
+    public let progress: @Sendable (String) -> Void
+
+    public init(plan: CreatePlan, state: State, connection: Connection, templates: Templates, logger: Logger,
+                progress: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.plan = plan
+        self.state = state
+        self.connection = connection
+        self.templates = templates
+        self.logger = logger
+        self.progress = progress
+    }
+
+    /// The steps, in order; each name appears in errors and in `VMCTL_TEST_STOP_AFTER`.
+    public enum Step: String, CaseIterable, Sendable {
+        case journal, rootDisk = "root-disk", dataDisks = "data-disks", addresses, seed, define, start
+
+        public var title: String {
+            switch self {
+            case .journal: "claiming the name"
+            case .rootDisk: "creating the root disk"
+            case .dataDisks: "creating the data disks"
+            case .addresses: "reserving addresses"
+            case .seed: "building the cloud-init seed"
+            case .define: "defining the domain"
+            case .start: "starting the domain"
+            }
+        }
+    }
+
+    /// Creates and starts the VM; on failure or a signal, undoes every step done so far.
+    public func run() async throws(ProvisioningError) -> Domain {
+        let checked = try await check()
+        let pending = PendingCreate(name: plan.name, uuid: plan.uuid, process: ProcessTag.current)
+        let journal = Journal(state: state, pending: pending)
+        let interrupts = Interrupts()
+        interrupts.install()
+        defer { interrupts.remove() }
+        try await state.run { store throws(StoreError) in try store.begin(pending) }
+        let steps = Task { () async throws(ProvisioningError) -> Domain in
+            try await perform(checked, journal: journal)
+        }
+        interrupts.onSignal = { steps.cancel() }
+        let result = await steps.result
+        switch result {
+        case .success(let domain):
+            return domain
+        case .failure(let failure):
+            let code: ProvisioningError.Code = interrupts.received != nil ? .interrupted : ((failure as? ProvisioningError)?.code ?? .libvirt)
+            let cause = interrupts.received.map { "interrupted by \($0)" } ?? ((failure as? ProvisioningError)?.description ?? "\(failure)")
+            progress("undoing the create of \(plan.name)")
+            do {
+                try await rollBack(await journal.pending, state: state, connection: connection)
+            } catch {
+                throw ProvisioningError(.incomplete, "cannot create VM \(plan.name): \(cause); \(error.description)", cause: failure as? ProvisioningError)
+            }
+            throw ProvisioningError(code, "cannot create VM \(plan.name): \(cause)", hint: "nothing was left behind", cause: failure as? ProvisioningError)
+        }
+    }
+
+    // MARK: Checks (nothing changes)
+
+    /// What the checks found out, used by the steps.
+    struct Checked: Sendable {
+        var virtType: VirtType
+        var image: (path: String, format: String, size: UInt64)?
+        var nics: [PlannedNIC]
+        var sshKeys: [String]
+        var userData: String?
+    }
+
+    /// A NIC as the checks settled it: its MAC, the pool its addresses come from, its network.
+    public struct PlannedNIC: Sendable {
+        public var spec: NICSpec
+        public var mac: MACAddress
+        public var pool: Pool?
+        public var network: NetworkDefinition
+    }
+
+    private func check() async throws(ProvisioningError) -> Checked {
+        // The libvirt reads are independent: in flight together while the local files are checked.
+        async let exists = outcome { () async throws(ProvisioningError) in try await connection.domainIfExists(plan.name) != nil }
+        async let type = outcome { () async throws(ProvisioningError) in try await virtType() }
+        async let survey = outcome { () async throws(ProvisioningError) in plan.nics.isEmpty ? Survey() : try await surveyConnection() }
+        let local = localChecks()
+        if try await exists.get() {
+            throw ProvisioningError(.alreadyExists, "VM \(plan.name) already exists", hint: "pick another name, or vmctl destroy \(plan.name) first")
+        }
+        let (image, sshKeys, userData) = try local.get()
+        let pools = plan.nics.isEmpty ? [] : try await state.run { store throws(StoreError) in try store.pools() }
+        return Checked(virtType: try await type.get(), image: image,
+                       nics: try Self.assignNICs(plan, survey: try await survey.get(), pools: pools),
+                       sshKeys: sshKeys, userData: userData)
+    }
+
+    /// A throwing step as a value, so that it can run in an `async let`.
+    private func outcome<T>(_ body: () async throws(ProvisioningError) -> T) async -> Result<T, ProvisioningError> {
+        do { return .success(try await body()) } catch { return .failure(error) }
+    }
+
+    /// The image, kernel, initrd, key and user-data files, read on this machine.
+    private func localChecks() -> Result<((path: String, format: String, size: UInt64)?, [String], String?), ProvisioningError> {
+        do throws(ProvisioningError) {
+            return .success(try readLocalFiles())
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func readLocalFiles() throws(ProvisioningError) -> ((path: String, format: String, size: UInt64)?, [String], String?) {
+        var image: (path: String, format: String, size: UInt64)?
+        if let path = plan.image {
+            let (format, size) = try probeImage(path)
+            if let wanted = plan.diskSize, wanted.bytes < size {
+                throw ProvisioningError(.invalidValue, "disk size \(wanted) is smaller than image \(path) (\(ByteSize(bytes: size)))",
+                                        hint: "give at least the image's size, or none to keep it")
+            }
+            image = (path, format, size)
+        }
+        for (what, path) in [("kernel", plan.kernel), ("initrd", plan.initrd)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                throw ProvisioningError(.notFound, "cannot read \(what) \(path)", hint: "give the path of an existing file")
+            }
+        }
+        var sshKeys: [String] = []
+        for file in plan.sshKeyFiles {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ProvisioningError(.notFound, "cannot read SSH key \(file)", hint: "give a public key file such as ~/.ssh/id_ed25519.pub")
+            }
+            let keys = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            guard !keys.isEmpty, keys.allSatisfy({ $0.hasPrefix("ssh-") || $0.hasPrefix("ecdsa-") || $0.hasPrefix("sk-") }) else {
+                throw ProvisioningError(.invalidValue, "SSH key file \(file) holds no public key", hint: "give the .pub file, not the private key")
+            }
+            sshKeys += keys
+        }
+        var userData: String?
+        if let file = plan.userDataFile {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ProvisioningError(.notFound, "cannot read user-data \(file)", hint: "give a readable cloud-init user-data file")
+            }
+            userData = text
+        }
+        return (image, sshKeys, userData)
+    }
+
+    private func virtType() async throws(ProvisioningError) -> VirtType {
+        if let chosen = plan.virtType { return chosen }
+        let capabilities = try await libvirtCall("read the host's capabilities") { () async throws(LibvirtError) in try await connection.capabilities() }
+        return HostCapabilities(xml: capabilities).defaultDomainType == "kvm" ? .kvm : .qemu
+    }
+
+    /// Settles each NIC: its network and pool exist and belong together, its MAC (given, or
+    /// derived from the VM's name and the NIC's index) is free on the connection. Pure.
+    public static func assignNICs(_ plan: CreatePlan, survey: Survey, pools: [Pool]) throws(ProvisioningError) -> [PlannedNIC] {
+        let used = survey.macs
+        guard !plan.nics.isEmpty else { return [] }
+        var chosen: Set<MACAddress> = []
+        var nics: [PlannedNIC] = []
+        for (index, spec) in plan.nics.enumerated() {
+            guard let definition = survey.networks[spec.network] else {
+                throw ProvisioningError(.notFound, "no network named \(spec.network)", hint: "see vmctl network list, or check the connection URI")
+            }
+            var pool: Pool?
+            if let name = spec.pool {
+                guard let found = pools.first(where: { $0.name == name }) else { throw ProvisioningError(StoreError.noSuchPool(name)) }
+                guard found.network == spec.network else {
+                    throw ProvisioningError(.conflict, "pool \(name) hands out addresses on network \(found.network), not \(spec.network)",
+                                            hint: "attach the NIC to \(found.network), or use a pool of \(spec.network)")
+                }
+                pool = found
+            } else if let address = spec.addresses.first {
+                guard let found = pools.first(where: { $0.network == spec.network && $0.layout.allows(address) }) else {
+                    throw ProvisioningError(.conflict, "address \(address) is in no pool of network \(spec.network)",
+                                            hint: "see vmctl pool list, or create a pool holding it")
+                }
+                pool = found
+            }
+            let mac: MACAddress
+            if let given = spec.mac {
+                if let holder = used[given] {
+                    throw ProvisioningError(.conflict, "MAC \(given) is already used by \(holder)", hint: "give another mac=, or leave it out to derive one")
+                }
+                guard !chosen.contains(given) else { throw ProvisioningError(.invalidValue, "MAC \(given) is given to two NICs", hint: "give each NIC its own mac=") }
+                mac = given
+            } else {
+                var attempt = 0
+                var candidate = MACAddress.derived(from: "\(plan.name)/\(index)")
+                while used[candidate] != nil || chosen.contains(candidate) || plan.nics.contains(where: { $0.mac == candidate }) {
+                    attempt += 1
+                    candidate = MACAddress.derived(from: "\(plan.name)/\(index)/\(attempt)")
+                }
+                mac = candidate
+            }
+            chosen.insert(mac)
+            nics.append(PlannedNIC(spec: spec, mac: mac, pool: pool, network: definition))
+        }
+        return nics
+    }
+
+    /// What the checks learn from the connection in one pass: every MAC in use, with who holds it
+    /// (domains' NICs, DHCP host entries live and persistent, leases), and every network's
+    /// definition (live when running), so the NICs need no second read.
+    public struct Survey: Sendable {
+        public var macs: [MACAddress: String] = [:]
+        public var networks: [String: NetworkDefinition] = [:]
+        public init(macs: [MACAddress: String] = [:], networks: [String: NetworkDefinition] = [:]) {
+            self.macs = macs
+            self.networks = networks
+        }
+    }
+
+    private func surveyConnection() async throws(ProvisioningError) -> Survey {
+        var survey = Survey()
+        for (domain, definition, _) in try await VMReader(connection: connection).readAll() {
+            for interface in definition.interfaces { if let mac = interface.mac { survey.macs[mac] = "VM \(domain.name)" } }
+        }
+        let networks = try await libvirtCall("list the networks") { () async throws(LibvirtError) in try await connection.networks() }
+        for network in networks {
+            let view = try await Reservations(state: state, connection: connection).views(of: network)
+            survey.networks[network.name] = view.live ?? view.persistent
+            for definition in [view.live, view.persistent].compactMap({ $0 }) {
+                for host in definition.ips.flatMap(\.hosts) {
+                    // IPv6 entries name the NIC by its DUID-LL.
+                    for mac in [host.mac, host.id.flatMap(MACAddress.inDUIDLL)].compactMap({ $0 }) where survey.macs[mac] == nil {
+                        survey.macs[mac] = "a DHCP host entry on network \(network.name)"
+                    }
+                }
+            }
+            if view.live != nil {
+                for lease in (try? await network.dhcpLeases()) ?? [] {
+                    if let mac = lease.mac.flatMap(MACAddress.init), survey.macs[mac] == nil {
+                        survey.macs[mac] = "a DHCP lease on network \(network.name)"
+                    }
+                }
+            }
+        }
+        return survey
+    }
+
+    // MARK: Steps
+
+    private func perform(_ checked: Checked, journal: Journal) async throws(ProvisioningError) -> Domain {
+        try await reached(.journal)
+        var volumes: [VMMetadata.Volume] = []
+        var disks: [DomainConfiguration.Disk] = []
+        var storage: VMStorage?
+        func openStorage() async throws(ProvisioningError) -> VMStorage {
+            if let storage { return storage }
+            let opened = try await VMStorage.open(plan.storagePool, on: connection)
+            storage = opened
+            return opened
+        }
+
+        if plan.hasRootDisk {
+            let made = try await step(.rootDisk) { () async throws(ProvisioningError) in
+                try await makeVolume("\(plan.name)-root.qcow2", role: "root", in: try await openStorage(), journal: journal) { (storage: VMStorage, name: String) async throws(LibvirtError) -> StorageVolume in
+                    try await storage.createQcow2(named: name, capacity: plan.diskSize?.bytes,
+                                                  backing: checked.image.map { ($0.path, $0.format) })
+                }
+            }
+            volumes.append(made)
+            disks.append(.init(path: made.path, format: "qcow2", target: "vda"))
+            try await reached(.rootDisk)
+        }
+        if !plan.dataDisks.isEmpty {
+            for (index, size) in plan.dataDisks.enumerated() {
+                let made = try await step(.dataDisks) { () async throws(ProvisioningError) in
+                    try await makeVolume("\(plan.name)-data\(index + 1).qcow2", role: "data", in: try await openStorage(), journal: journal) { (storage: VMStorage, name: String) async throws(LibvirtError) -> StorageVolume in
+                        try await storage.createQcow2(named: name, capacity: size.bytes, backing: nil)
+                    }
+                }
+                volumes.append(made)
+                disks.append(.init(path: made.path, format: "qcow2", target: diskTarget(disks.count)))
+            }
+            try await reached(.dataDisks)
+        }
+
+        var addresses: [VMMetadata.Address] = []
+        var seedNICs: [CloudInitSeed.NIC] = []
+        if !checked.nics.isEmpty {
+            try await step(.addresses) { () async throws(ProvisioningError) in
+                let reservations = Reservations(state: state, connection: connection)
+                for nic in checked.nics {
+                    var reserved: [IPAddress] = []
+                    if let pool = nic.pool {
+                        let made = try await reservations.reserve(
+                            from: pool, mac: nic.mac, owner: plan.name, ownerUUID: plan.uuid, requested: nic.spec.addresses)
+                        reserved = made.map(\.address)
+                        addresses += made.map { VMMetadata.Address(pool: $0.pool, network: $0.network, address: $0.address, mac: $0.mac) }
+                    }
+                    seedNICs.append(try guestConfiguration(mac: nic.mac, addresses: reserved, network: nic.network))
+                }
+            }
+            try await reached(.addresses)
+        }
+
+        var seedPath: String?
+        if plan.cloudInit {
+            let seed = CloudInitSeed(instanceID: "\(plan.name)-\(plan.uuid.uuidString.lowercased())", hostname: plan.name,
+                                     sshKeys: checked.sshKeys, userData: checked.userData, nics: seedNICs)
+            let made = try await step(.seed) { () async throws(ProvisioningError) in
+                let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-seed-\(plan.uuid.uuidString)")
+                defer { try? FileManager.default.removeItem(at: directory) }
+                let iso = directory.appendingPathComponent("seed.iso")
+                try await seed.buildISO(at: iso)
+                return try await makeVolume("\(plan.name)-seed.iso", role: "seed", in: try await openStorage(), journal: journal) { (storage: VMStorage, name: String) async throws(LibvirtError) -> StorageVolume in
+                    try await storage.createRaw(named: name, from: iso)
+                }
+            }
+            volumes.append(made)
+            seedPath = made.path
+            try await reached(.seed)
+        }
+
+        let metadata = VMMetadata(createdAt: Date(), expiresAt: plan.expiresAt, labels: plan.labels, image: checked.image?.path,
+                                  volumes: volumes, addresses: addresses)
+        let configuration = DomainConfiguration(
+            type: checked.virtType.rawValue, hostCPU: checked.virtType == .kvm, name: plan.name,
+            uuid: plan.uuid.uuidString.lowercased(), metadata: metadata.xml, memoryMiB: plan.memoryMiB, vcpus: plan.vcpus,
+            kernel: plan.kernel, initrd: plan.initrd, cmdline: plan.cmdline, disks: disks,
+            seed: seedPath.map { .init(path: $0) },
+            interfaces: checked.nics.map { .init(network: $0.spec.network, mac: $0.mac.description, model: $0.spec.model) },
+            consoleLog: plan.consoleLog)
+        let xml = try templates.render(configuration)
+        let domain = try await step(.define) { () async throws(ProvisioningError) -> Domain in
+            try await libvirtCall("define the domain") { () async throws(LibvirtError) -> Domain in
+                let domain = try await connection.defineDomain(xml: xml)
+                if plan.autostart { try await domain.setAutostart(true) }
+                return domain
+            }
+        }
+        try await reached(.define)
+        try await step(.start) { () async throws(ProvisioningError) in
+            try await libvirtCall("start the domain") { () async throws(LibvirtError) in try await domain.start() }
+        }
+        try await reached(.start)
+        // Cancelled while the domain started (a signal during virDomainCreate): undo it all too.
+        if Task.isCancelled { throw ProvisioningError(.interrupted, "interrupted") }
+        try await state.run { store throws(StoreError) in try store.end(plan.name) }
+        return domain
+    }
+
+    /// Runs one step, naming it in its error.
+    private func step<T>(_ step: Step, _ body: () async throws(ProvisioningError) -> T) async throws(ProvisioningError) -> T {
+        if Task.isCancelled { throw ProvisioningError(.interrupted, "interrupted") }
+        progress(step.title)
+        logger.debug("create \(plan.name): \(step.title)")
+        do {
+            return try await body()
+        } catch {
+            throw error.prefixed("\(step.title) failed")
+        }
+    }
+
+    /// Creates a volume, recording it in the journal first, so that a SIGKILL between libvirt's
+    /// work and the record cannot leave a volume nobody knows of.
+    private func makeVolume(
+        _ name: String, role: String, in storage: VMStorage, journal: Journal,
+        _ create: (VMStorage, String) async throws(LibvirtError) -> StorageVolume
+    ) async throws(ProvisioningError) -> VMMetadata.Volume {
+        let reference = "\(storage.pool.name)/\(name)"
+        try await journal.add(reference)
+        do {
+            let volume = try await create(storage, name)
+            return VMMetadata.Volume(pool: storage.pool.name, name: name, path: try await volume.path(), role: role)
+        } catch {
+            if error.code == .storageVolumeExists {
+                try? await journal.remove(reference)  // not ours: never deleted by the undo
+                throw ProvisioningError(.alreadyExists, "volume \(name) already exists in storage pool \(storage.pool.name)",
+                                        hint: "delete it (virsh vol-delete) or pick another VM name", cause: error)
+            }
+            throw ProvisioningError(.libvirt, "volume \(name): \(error.message)", cause: error)
+        }
+    }
+
+    /// Test hook, in debug builds only: with `VMCTL_TEST_STOP_AFTER=STEP`, stops after that
+    /// step (until a signal), so that the tests can interrupt or kill a create at every step.
+    private func reached(_ step: Step) async throws(ProvisioningError) {
+        #if DEBUG
+        guard ProcessInfo.processInfo.environment["VMCTL_TEST_STOP_AFTER"] == step.rawValue else { return }
+        FileHandle.standardError.write(Data("vmctl: test hook: stopped after \(step.rawValue)\n".utf8))
+        do { try await Task.sleep(for: .seconds(600)) } catch { throw ProvisioningError(.interrupted, "interrupted") }
+        #endif
+    }
+}
+
+/// `vda`, `vdb`, ... for the disk number `index` (0-based).
+public func diskTarget(_ index: Int) -> String {
+    let letters = Array("abcdefghijklmnopqrstuvwxyz")
+    return index < 26 ? "vd\(letters[index])" : "vd\(letters[index / 26 - 1])\(letters[index % 26])"
+}
+
+/// The journal of one create, in memory and in the store.
+actor Journal {
+    let state: State
+    private(set) var pending: PendingCreate
+
+    init(state: State, pending: PendingCreate) {
+        self.state = state
+        self.pending = pending
+    }
+
+    func add(_ volume: String) async throws(ProvisioningError) {
+        pending.volumes.append(volume)
+        try await save()
+    }
+
+    func remove(_ volume: String) async throws(ProvisioningError) {
+        pending.volumes.removeAll { $0 == volume }
+        try await save()
+    }
+
+    private func save() async throws(ProvisioningError) {
+        let pending = self.pending
+        try await state.run { store throws(StoreError) in try store.update(pending) }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP during a create: recorded, and turned into a cancellation so that
+/// the create stops at its next step and undoes what it did.
+final class Interrupts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sources: [any DispatchSourceSignal] = []
+    private var _received: String?
+    private var _onSignal: (@Sendable () -> Void)?
+
+    var received: String? { lock.withLock { _received } }
+    var onSignal: (@Sendable () -> Void)? {
+        get { lock.withLock { _onSignal } }
+        set {
+            let fire = lock.withLock { () -> Bool in
+                _onSignal = newValue
+                return _received != nil
+            }
+            if fire { newValue?() }
+        }
+    }
+
+    func install() {
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [weak self] in
+                guard let self else { return }
+                let handler = self.lock.withLock { () -> (@Sendable () -> Void)? in
+                    if self._received == nil { self._received = name }
+                    return self._onSignal
+                }
+                handler?()
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func remove() {
+        for source in sources { source.cancel() }
+        sources.removeAll()
+        for number in [SIGINT, SIGTERM, SIGHUP] { signal(number, SIG_DFL) }
+    }
+}

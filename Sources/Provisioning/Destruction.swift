@@ -1,0 +1,170 @@
+public import AllocationStore
+public import Foundation
+import HostFirewall
+public import Libvirt
+public import LibvirtXML
+public import Logging
+
+/// Which VMs a destroy takes: the named ones, and every vmctl VM matching the labels or expired.
+public struct DestroySelection: Sendable {
+    public var names: [String]
+    public var labels: [(key: String, value: String)]
+    public var expired: Bool
+    /// A named VM that does not exist is no failure.
+    public var ignoreMissing: Bool
+
+    public init(names: [String], labels: [(key: String, value: String)], expired: Bool, ignoreMissing: Bool) {
+        self.names = names
+        self.labels = labels
+        self.expired = expired
+        self.ignoreMissing = ignoreMissing
+    }
+
+    /// The targets among `all` (the named ones in the order asked, then the others in the
+    /// listing's order), and a failure line for each named VM that is missing. Domains without
+    /// vmctl's metadata are only ever taken by name (and then refused by the destroy). Pure:
+    /// `Target` is whatever the caller destroys (a libvirt domain, or a test's value).
+    public func select<Target>(from all: [(target: Target, definition: DomainDefinition)], now: Date)
+        -> (targets: [(target: Target, definition: DomainDefinition)], missing: [String]) {
+        var targets: [(target: Target, definition: DomainDefinition)] = []
+        func taken(_ definition: DomainDefinition) -> Bool { targets.contains { $0.definition.name == definition.name } }
+        var missing: [String] = []
+        for name in names {
+            guard let found = all.first(where: { $0.definition.name == name }) else {
+                if !ignoreMissing { missing.append("no VM named \(name); see vmctl list") }
+                continue
+            }
+            if !taken(found.definition) { targets.append(found) }
+        }
+        guard !labels.isEmpty || expired else { return (targets, missing) }
+        for candidate in all where candidate.definition.metadata != nil && !taken(candidate.definition) {
+            if !labels.isEmpty && !candidate.definition.carries(labels) { continue }
+            if expired && !(candidate.definition.metadata?.expiresAt.map { $0 <= now } ?? false) { continue }
+            targets.append(candidate)
+        }
+        return (targets, missing)
+    }
+}
+
+/// Destroys VMs, in the order that keeps a half-done destroy finishable: the domain stays
+/// defined (with its metadata naming what is left) until everything else is gone, so running
+/// the destroy again completes it.
+public struct Destroyer: Sendable {
+    public let state: State
+    public let connection: Connection
+    public let uri: String
+    /// Power off at once instead of asking the guest to shut down.
+    public let force: Bool
+    /// How long a guest may take to shut down before it is powered off.
+    public let grace: Duration
+    public let logger: Logger
+
+    public init(state: State, connection: Connection, uri: String, force: Bool, grace: Duration, logger: Logger) {
+        self.state = state
+        self.connection = connection
+        self.uri = uri
+        self.force = force
+        self.grace = grace
+        self.logger = logger
+    }
+
+    /// The outcome per VM, in name order.
+    public struct Outcome: Sendable {
+        public var name: String
+        public var error: ProvisioningError?
+        /// Volumes kept because something else still uses them.
+        public var kept: [String]
+    }
+
+    /// Destroys every target of `selection`, several at once; each failure is reported in its outcome.
+    public func destroy(_ selection: DestroySelection) async throws(ProvisioningError) -> (outcomes: [Outcome], missing: [String]) {
+        let all = try await VMReader(connection: connection).readAll().map { (target: $0.0, definition: $0.1) }
+        let (targets, missing) = selection.select(from: all, now: Date())
+        // Base images other VMs still stand on are never deleted.
+        var images: [String: String] = [:]
+        for (domain, definition) in all { if let image = definition.metadata?.image { images[image] = domain.name } }
+        let outcomes = await withTaskGroup(of: Outcome.self) { group in
+            for (domain, definition) in targets {
+                let others = images.filter { $0.value != domain.name }
+                group.addTask {
+                    do throws(ProvisioningError) {
+                        return Outcome(name: domain.name, error: nil, kept: try await destroy(domain, definition, imagesInUse: others))
+                    } catch {
+                        return Outcome(name: domain.name, error: error, kept: [])
+                    }
+                }
+            }
+            var outcomes: [Outcome] = []
+            for await outcome in group { outcomes.append(outcome) }
+            return outcomes.sorted { $0.name < $1.name }
+        }
+        return (outcomes, missing)
+    }
+
+    /// Destroys one VM; returns the volumes kept because another volume or VM uses them.
+    public func destroy(_ domain: Domain, _ definition: DomainDefinition, imagesInUse: [String: String]) async throws(ProvisioningError) -> [String] {
+        guard let metadata = definition.metadata else {
+            throw ProvisioningError(.conflict, "it was not created by vmctl (no vmctl metadata)", hint: "remove it with virsh destroy and virsh undefine")
+        }
+        let forwards = try await state.run { store throws(StoreError) in try store.portForwards() }.filter { $0.vm == definition.name }
+        // Checked first, so that nothing is stopped or released when the rules cannot be rebuilt here.
+        var bridges: [String: String] = [:]
+        let networks = Networks(connection: connection, uri: uri, logger: logger)
+        for network in Set(forwards.map(\.network)) {
+            let bridge = try await networks.definition(of: try await connection.existingNetwork(network)).bridge ?? ""
+            try requireBridgeHere(bridge, network: network, uri: uri)
+            bridges[network] = bridge
+        }
+        logger.debug("stopping \(domain.name)")
+        try await stop(domain)
+        // vmctl create reserves with the domain's UUID as owner: these are all of its addresses.
+        let owned = try await state.run { store throws(StoreError) in try store.allocations(ownedBy: domain.uuid) }
+        let reservations = Reservations(state: state, connection: connection)
+        for allocation in owned {
+            logger.debug("releasing \(allocation.address) of \(domain.name)")
+            try await reservations.release(allocation)
+        }
+        try await state.run { store throws(StoreError) in
+            for forward in forwards {
+                _ = try store.removePortForward(network: forward.network, proto: forward.proto, hostPort: forward.hostPort)
+            }
+        }
+        let portForwards = PortForwards(state: state, connection: connection, uri: uri, logger: logger)
+        for (network, bridge) in bridges { try await portForwards.rebuild(network, bridge: bridge) }
+        let kept = try await deleteVolumes(metadata.volumes.map { "\($0.pool)/\($0.name)" }, on: connection, imagesInUse: imagesInUse)
+        do {
+            if try await domain.isPersistent() {
+                try await domain.undefine([.nvram, .managedSave, .snapshotsMetadata])
+            }
+        } catch where error.code == .noDomain {
+            return kept
+        } catch {
+            throw ProvisioningError(while: "undefine it", error)
+        }
+        return kept
+    }
+
+    /// Asks the guest to shut down and powers it off after the grace period (at once with `force`).
+    private func stop(_ domain: Domain) async throws(ProvisioningError) {
+        do throws(LibvirtError) {
+            guard try await domain.isActive() else { return }
+            if !force {
+                try? await domain.shutdown()
+                let deadline = ContinuousClock.now + grace
+                while ContinuousClock.now < deadline {
+                    if try await !domain.isActive() { return }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            do throws(LibvirtError) {
+                try await domain.destroy()
+            } catch {
+                if try await domain.isActive() { throw error }  // else it stopped by itself meanwhile
+            }
+        } catch where error.code == .noDomain {
+            return
+        } catch {
+            throw ProvisioningError(while: "stop it", error)
+        }
+    }
+}

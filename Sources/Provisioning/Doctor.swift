@@ -1,0 +1,137 @@
+public import AllocationStore
+public import Foundation
+public import Libvirt
+public import Logging
+
+/// `vmctl doctor`: compares the store, the networks' DHCP host entries (live and persistent),
+/// the leases and the domains, and repairs what can be repaired.
+public struct Doctor: Sendable {
+    public let state: State
+    public let connection: Connection
+    public let logger: Logger
+
+    public init(state: State, connection: Connection, logger: Logger) {
+        self.state = state
+        self.connection = connection
+        self.logger = logger
+    }
+
+    private var reservations: Reservations { Reservations(state: state, connection: connection) }
+
+    /// Examines everything; with `fix`, first undoes abandoned creates, then repairs each fixable
+    /// finding, and reports what is left.
+    public func run(fix: Bool) async throws(ProvisioningError) -> DoctorReport {
+        var abandoned = try await abandonedCreates()
+        var undone: [AbandonedCreate] = []
+        if fix {
+            // First: they own allocations that must not be taken for another finding.
+            for create in abandoned {
+                logger.debug("undoing the abandoned create of \(create.name)")
+                try await rollBack(create.pending, state: state, connection: connection)
+                undone.append(create)
+            }
+            abandoned = try await abandonedCreates()
+        }
+        var findings = try await examine()
+        var repaired: [Finding] = []
+        if fix {
+            for finding in findings where finding.fixable {
+                logger.debug("repairing \(finding.kind.rawValue) of \(finding.address) on \(finding.network)")
+                try await repair(finding)
+                repaired.append(finding)
+            }
+            findings = try await examine()
+        }
+        return DoctorReport(findings: findings, repaired: repaired, abandonedCreates: abandoned, undoneCreates: undone)
+    }
+
+    /// Creates whose process is gone: killed before they finished.
+    private func abandonedCreates() async throws(ProvisioningError) -> [AbandonedCreate] {
+        try await state.run { store throws(StoreError) in try store.pendingCreates() }
+            .filter { !ProcessTag.isAlive($0.process) }.map(AbandonedCreate.init)
+    }
+
+    /// Gathers libvirt's view of every network the store mentions and diagnoses it.
+    private func examine() async throws(ProvisioningError) -> [Finding] {
+        let (allocations, pools, pending) = try await state.run { store throws(StoreError) in
+            (try store.allocations(), try store.pools(), try store.pendingCreates())
+        }
+        var networks: [String: NetworkView] = [:]
+        for name in Set(pools.map(\.network) + allocations.map(\.network)) {
+            guard let network = try await connection.networkIfExists(name) else { continue }
+            var view = try await reservations.views(of: network)
+            if view.live != nil { view.leases = (try? await network.dhcpLeases()) ?? [] }
+            networks[name] = view
+        }
+        let domains = try await libvirtCall("list the domains") { () async throws(LibvirtError) in try await connection.domains() }
+        // A create under way owns its addresses before its domain exists.
+        return diagnose(allocations: allocations, pools: pools, networks: networks,
+                        domains: Set(domains.map(\.uuid) + pending.map(\.uuid)))
+    }
+
+    private func repair(_ finding: Finding) async throws(ProvisioningError) {
+        let allocation = try await state.run { store throws(StoreError) in try store.allocations() }
+            .first { $0.network == finding.network && $0.address == finding.address }
+        switch finding.kind {
+        case .ownerGone:
+            if let allocation { try await reservations.release(allocation) }
+        case .networkGone:
+            if let allocation {
+                _ = try await state.run { store throws(StoreError) in try store.release(allocation.address, from: allocation.pool) }
+            }
+        case .entryMissing, .entryDrift:
+            guard let allocation, let network = try await connection.networkIfExists(finding.network) else { return }
+            let view = try await reservations.views(of: network)
+            guard let (index, host) = expectedEntry(for: allocation, in: view.definition) else { return }
+            try await reservations.change(.add, host, index: index, on: network, in: view.copies(missing: host, at: index))
+        case .entryWithoutOwner:
+            guard let network = try await connection.networkIfExists(finding.network) else { return }
+            let view = try await reservations.views(of: network)
+            for definition in [view.live, view.persistent].compactMap({ $0 }) {
+                for ip in definition.ips {
+                    for host in ip.hosts where host.address == finding.address && host.mac == finding.mac {
+                        try await reservations.change(.delete, host, index: ip.index, on: network,
+                                                      in: view.copies(holding: host, at: ip.index))
+                        return
+                    }
+                }
+            }
+        case .leaseByOtherMAC:
+            return
+        }
+    }
+}
+
+/// A create killed before it finished, as doctor reports it.
+public struct AbandonedCreate: Encodable, Sendable {
+    public var name: String
+    public var uuid: UUID
+    public var startedAt: Date
+    public var volumes: [String]
+    let pending: PendingCreate
+
+    init(_ pending: PendingCreate) {
+        name = pending.name
+        uuid = pending.uuid
+        startedAt = pending.startedAt
+        volumes = pending.volumes
+        self.pending = pending
+    }
+
+    enum CodingKeys: String, CodingKey { case name, uuid, startedAt, volumes }
+
+    public var message: String {
+        "VM \(name): its create was killed before it finished; --fix removes its domain, addresses and volumes (\(volumes.isEmpty ? "none" : volumes.joined(separator: ", ")))"
+    }
+}
+
+/// What `vmctl doctor` found: the findings left, and with repair those repaired.
+public struct DoctorReport: Encodable, Sendable {
+    public var findings: [Finding]
+    public var repaired: [Finding]
+    public var abandonedCreates: [AbandonedCreate]
+    public var undoneCreates: [AbandonedCreate]
+
+    /// Whether anything is left to report.
+    public var isClean: Bool { findings.isEmpty && abandonedCreates.isEmpty }
+}

@@ -1,0 +1,227 @@
+public import Addressing
+import Foundation
+public import HostFirewall
+public import Libvirt
+public import LibvirtXML
+public import Logging
+
+/// Networks of every mode: defined from a `NetworkSpec`, compared with what exists, listed,
+/// started, stopped and destroyed, and the host firewall of open networks.
+public struct Networks: Sendable {
+    public let connection: Connection
+    /// The libvirt URI (a local one lets vmctl read and change this host's interfaces and firewall).
+    public let uri: String
+    public let logger: Logger
+
+    public init(connection: Connection, uri: String, logger: Logger) {
+        self.connection = connection
+        self.uri = uri
+        self.logger = logger
+    }
+
+    /// What `create` did: made the network, or found the same one there.
+    public enum Outcome: Sendable { case created, unchanged, replaced }
+
+    /// The other networks and the host's interfaces, for checking a new network against.
+    public func surroundings() async throws(ProvisioningError) -> NetworkSurroundings {
+        var surroundings = NetworkSurroundings()
+        for network in try await libvirtCall("list the networks", { () async throws(LibvirtError) in try await connection.networks() }) {
+            let definition = try await definition(of: network, inactive: false)
+            surroundings.networks.append((network.name, definition.bridge, definition.ips.map(\.subnet)))
+        }
+        for name in (try? await connection.interfaceNames()) ?? [] { surroundings.interfaces[name] = [] }
+        if isLocal(uri) {
+            for (interface, addresses) in localInterfaceAddresses() {
+                surroundings.interfaces[interface, default: []] += addresses
+            }
+        }
+        return surroundings
+    }
+
+    /// The network called `name` with its persistent (else live) definition, or `nil`.
+    public func existing(_ name: String) async throws(ProvisioningError) -> (Network, NetworkDefinition)? {
+        guard let network = try await connection.networkIfExists(name) else { return nil }
+        let persistent = try await libvirtCall("read network \(name)") { () async throws(LibvirtError) in try await network.isPersistent() }
+        return (network, try await definition(of: network, inactive: persistent))
+    }
+
+    /// Defines and starts the network `spec` describes. An identical network already there is
+    /// started if needed and left as it is; a different one is an error unless `replace`.
+    public func create(_ spec: NetworkSpec, existing: (Network, NetworkDefinition)?, templates: Templates, autostart: Bool,
+                       replace: Bool) async throws(ProvisioningError) -> (Outcome, Network) {
+        var outcome = Outcome.created
+        if let (network, definition) = existing {
+            let differences = NetworkSummary(definition).differences(to: NetworkSummary(spec))
+            if differences.isEmpty {
+                try await libvirtCall("start network \(spec.name)") { () async throws(LibvirtError) in
+                    if try await !network.isActive() { try await network.start() }
+                }
+                return (.unchanged, network)
+            }
+            guard replace else {
+                throw ProvisioningError(.conflict, "network \(spec.name) exists with another definition (\(differences.joined(separator: "; ")))",
+                                        hint: "replace it to redefine it")
+            }
+            logger.debug("replacing network \(spec.name): \(differences.joined(separator: "; "))")
+            try await libvirtCall("remove network \(spec.name)") { () async throws(LibvirtError) in
+                if try await network.isActive() { try await network.destroy() }
+                try await network.undefine()
+            }
+            outcome = .replaced
+        }
+        let xml = try templates.render(spec.configuration)
+        let network: Network
+        do {
+            network = try await connection.defineNetwork(xml: xml)
+        } catch {
+            throw ProvisioningError(.libvirt, "libvirt refused the network definition: \(error.message)", cause: error)
+        }
+        // One that cannot start is undefined again, so nothing is left half-made.
+        do {
+            try await network.start()
+            if autostart { try await network.setAutostart(true) }
+        } catch {
+            try? await network.undefine()
+            throw ProvisioningError(.libvirt, "network \(network.name) could not be started: \(error.message)", hint: "nothing was defined", cause: error)
+        }
+        return (outcome, network)
+    }
+
+    /// How vmctl describes a network: its persistent (else live) definition, and its state.
+    public func summary(of network: Network) async throws(ProvisioningError) -> NetworkSummary {
+        let (persistent, active, autostart): (Bool, Bool, Bool)
+        do {
+            // Three independent round trips, in flight together.
+            async let isPersistent = network.isPersistent()
+            async let isActive = network.isActive()
+            async let isAutostart = network.autostart()
+            (persistent, active, autostart) = (try await isPersistent, try await isActive, try await isAutostart)
+        } catch let error as LibvirtError {
+            throw ProvisioningError(while: "read network \(network.name)", error)
+        } catch {
+            throw ProvisioningError(.libvirt, "cannot read network \(network.name): \(error)")
+        }
+        return NetworkSummary(try await definition(of: network, inactive: persistent), active: active, autostart: autostart)
+    }
+
+    /// Every network, in name order.
+    public func list() async throws(ProvisioningError) -> NetworkTable {
+        let networks = try await libvirtCall("list the networks") { () async throws(LibvirtError) in try await connection.networks() }
+        var summaries: [NetworkSummary] = []
+        for network in networks.sorted(by: { $0.name < $1.name }) { summaries.append(try await summary(of: network)) }
+        return NetworkTable(networks: summaries)
+    }
+
+    /// The names of every network, in order (`network list -q`): one listing, no definitions read.
+    public func names() async throws(ProvisioningError) -> [String] {
+        try await libvirtCall("list the networks") { () async throws(LibvirtError) in try await connection.networks() }.map(\.name).sorted()
+    }
+
+    public func start(_ name: String) async throws(ProvisioningError) -> Network {
+        let network = try await connection.existingNetwork(name)
+        try await libvirtCall("start network \(name)") { () async throws(LibvirtError) in
+            if try await !network.isActive() { try await network.start() }
+        }
+        return network
+    }
+
+    public func stop(_ name: String) async throws(ProvisioningError) -> Network {
+        let network = try await connection.existingNetwork(name)
+        try await libvirtCall("stop network \(name)") { () async throws(LibvirtError) in
+            if try await network.isActive() { try await network.destroy() }
+        }
+        return network
+    }
+
+    /// Stops and undefines a network; refused while domains use it, unless `force`.
+    public func destroy(_ name: String, force: Bool) async throws(ProvisioningError) -> Network {
+        let network = try await connection.existingNetwork(name)
+        if !force {
+            var users: [String] = []
+            for domain in try await libvirtCall("list the domains", { () async throws(LibvirtError) in try await connection.domains() }) {
+                let xml = try await libvirtCall("read VM \(domain.name)") { () async throws(LibvirtError) in try await domain.xml(.inactive) }
+                if (try? DomainDefinition(xml: xml))?.networks.contains(name) == true { users.append(domain.name) }
+            }
+            if !users.isEmpty {
+                throw ProvisioningError(.conflict, "network \(name) is used by \(users.sorted().joined(separator: ", "))",
+                                        hint: "destroy those VMs first, or force it")
+            }
+        }
+        try await libvirtCall("destroy network \(name)") { () async throws(LibvirtError) in
+            if try await network.isActive() { try await network.destroy() }
+            if try await network.isPersistent() { try await network.undefine() }
+        }
+        return network
+    }
+
+    /// The network's definition, live unless `inactive`.
+    public func definition(of network: Network, inactive: Bool = false) async throws(ProvisioningError) -> NetworkDefinition {
+        let xml = try await libvirtCall("read network \(network.name)") { () async throws(LibvirtError) in try await network.xml(inactive: inactive) }
+        do { return try NetworkDefinition(xml: xml) } catch {
+            throw ProvisioningError(.libvirt, "cannot read network \(network.name): \(error)", cause: error)
+        }
+    }
+
+    // MARK: The host firewall of open networks
+
+    /// The rules an open network needs; other modes are refused (libvirt owns their firewall).
+    public func firewallRules(_ name: String) async throws(ProvisioningError) -> FirewallRules {
+        let network = try await connection.existingNetwork(name)
+        let definition = try await definition(of: network)
+        guard definition.forwardMode == "open" else {
+            throw ProvisioningError(.conflict, "network \(name) is \(definition.forwardMode ?? "isolated"): libvirt manages its firewall",
+                                    hint: "vmctl network firewall is for open networks")
+        }
+        return FirewallRules(definition)
+    }
+
+    /// Loads the open network's rules into this host's firewall, with forwarding on.
+    public func applyFirewall(_ rules: FirewallRules, nft: Bool) async throws(ProvisioningError) {
+        try requireBridgeHere(rules.bridge, network: rules.network, uri: uri)
+        let firewall = Firewall(logger: logger)
+        do {
+            try firewall.enableForwarding(ipv6: !rules.ipv6.isEmpty)
+        } catch {
+            throw ProvisioningError(.file, error.description, cause: error)
+        }
+        do {
+            if nft {
+                try await firewall.applyNFT(rules.nft)
+            } else {
+                try await firewall.apply(rules.ipv4Rules, header: "vmctl: host firewall for open network \(rules.network) (bridge \(rules.bridge))")
+                if let v6 = rules.ipv6Rules {
+                    try await firewall.apply(v6, header: "vmctl: host IPv6 firewall for open network \(rules.network) (bridge \(rules.bridge))")
+                }
+            }
+        } catch {
+            throw ProvisioningError(.tool, error.description, cause: error)
+        }
+    }
+}
+
+extension FirewallRules {
+    /// The rules of an open network's definition: its subnets, and DHCPv6 when it serves it.
+    public init(_ definition: NetworkDefinition) {
+        self.init(network: definition.name, bridge: definition.bridge ?? "",
+                  ipv4: definition.ips.map(\.subnet).filter { $0.family == .ipv4 },
+                  ipv6: definition.ips.map(\.subnet).filter { $0.family == .ipv6 },
+                  dhcpv6: definition.ips.contains { $0.subnet.family == .ipv6 && $0.dhcpRange != nil })
+    }
+}
+
+/// A URI without a host (`qemu:///system`) talks to this machine.
+public func isLocal(_ uri: String) -> Bool {
+    guard let range = uri.range(of: "://") else { return false }
+    return uri[range.upperBound...].hasPrefix("/")
+}
+
+/// Refuses to change a firewall other than the one libvirtd's bridge `bridge` lives behind.
+func requireBridgeHere(_ bridge: String, network: String, uri: String) throws(ProvisioningError) {
+    guard isLocal(uri) else {
+        throw ProvisioningError(.unsupported, "this changes the firewall of the host vmctl runs on, but \(uri) is another host", hint: "run vmctl there")
+    }
+    guard Firewall.interfaceExists(bridge) else {
+        throw ProvisioningError(.unsupported, "bridge \(bridge) of network \(network) is not in this network namespace",
+                                hint: "run vmctl where libvirtd's bridges are (e.g. ip netns exec NS vmctl ...)")
+    }
+}

@@ -1,0 +1,63 @@
+import AllocationStore
+import Foundation
+import Libvirt
+
+/// Which process a pending create belongs to, in a form that a reused PID cannot match:
+/// `BOOT_ID:PID:START_TIME` (start time in clock ticks since boot, from /proc/PID/stat).
+enum ProcessTag {
+    static var current: String { of(getpid()) ?? "unknown:\(getpid()):0" }
+
+    static func of(_ pid: pid_t) -> String? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // After "pid (comm)" come the fields from the third on; the start time is the 22nd.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19 else { return nil }
+        let boot = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+        return "\(boot):\(pid):\(fields[19])"
+    }
+
+    /// Whether the process that wrote `tag` still runs.
+    static func isAlive(_ tag: String) -> Bool {
+        let parts = tag.split(separator: ":")
+        guard parts.count == 3, let pid = pid_t(parts[1]) else { return false }
+        return of(pid) == tag
+    }
+}
+
+/// Undoes a create, whatever step it reached: the domain (stopped, undefined), the addresses
+/// it owns (host entries removed, then freed), the volumes it made; then ends its journal.
+/// Every part is done even when one fails; the journal is kept until all succeeded, so that
+/// `vmctl doctor --fix` can finish the job. The same code serves a failed create, an
+/// interrupted one, and doctor's repair of one whose process was killed.
+func rollBack(_ pending: PendingCreate, state: State, connection: Connection) async throws(ProvisioningError) {
+    var problems: [String] = []
+    do {
+        let domain = try await connection.domain(uuid: pending.uuid)
+        if try await domain.isActive() { try await domain.destroy() }
+        try await domain.undefine([.nvram, .managedSave, .snapshotsMetadata])
+    } catch where error.code == .noDomain {
+        // Never defined, or already gone.
+    } catch {
+        problems.append("remove the domain: \(error.message)")
+    }
+    let reservations = Reservations(state: state, connection: connection)
+    do {
+        for allocation in try await state.run({ store throws(StoreError) in try store.allocations(ownedBy: pending.uuid) }) {
+            do { try await reservations.release(allocation) } catch { problems.append(error.message) }
+        }
+    } catch {
+        problems.append(error.message)
+    }
+    do {
+        _ = try await deleteVolumes(pending.volumes, on: connection)
+    } catch {
+        problems.append(error.message)
+    }
+    guard problems.isEmpty else {
+        throw ProvisioningError(.incomplete, "could not undo all of the create of \(pending.name): \(problems.joined(separator: "; "))",
+                                hint: "run vmctl doctor --fix to finish")
+    }
+    try await state.run { store throws(StoreError) in try store.end(pending.name) }
+}

@@ -1,0 +1,86 @@
+public import AllocationStore
+public import Foundation
+public import Libvirt
+public import Logging
+
+/// One connection to a libvirt host, with what every operation on it needs: the URI (a local
+/// one lets vmctl change this host's firewall) and the logger. The services hang off it.
+public struct Session: Sendable {
+    public let connection: Connection
+    public let uri: String
+    public let logger: Logger
+
+    public init(connection: Connection, uri: String, logger: Logger) {
+        self.connection = connection
+        self.uri = uri
+        self.logger = logger
+    }
+
+    /// Opens `uri`. With `logger` at debug level every libvirt call is logged with its duration.
+    public static func open(_ uri: String, logger: Logger) async throws(ProvisioningError) -> Session {
+        if logger.logLevel <= .debug { Diagnostics.logLibvirtCalls(to: logger) }
+        do {
+            return Session(connection: try await Connection.open(uri), uri: uri, logger: logger)
+        } catch {
+            throw ProvisioningError(.libvirt, "cannot connect to \(uri): \(error.message)",
+                                    hint: "check that libvirtd is running there", cause: error)
+        }
+    }
+
+    public var networks: Networks { Networks(connection: connection, uri: uri, logger: logger) }
+    public var reader: VMReader { VMReader(connection: connection) }
+
+    public func reservations(_ state: State) -> Reservations { Reservations(state: state, connection: connection) }
+    public func doctor(_ state: State) -> Doctor { Doctor(state: state, connection: connection, logger: logger) }
+    public func portForwards(_ state: State) -> PortForwards { PortForwards(state: state, connection: connection, uri: uri, logger: logger) }
+    public func destroyer(_ state: State, force: Bool, grace: Duration) -> Destroyer {
+        Destroyer(state: state, connection: connection, uri: uri, force: force, grace: grace, logger: logger)
+    }
+
+    /// What `vmctl info` reports.
+    public func info() async throws(ProvisioningError) -> InfoReport { try await InfoReport.gather(from: connection) }
+
+    /// The VM called `name`, as `show` prints it.
+    public func view(of name: String) async throws(ProvisioningError) -> VMView {
+        try await reader.view(of: try await connection.existingDomain(name))
+    }
+
+    /// The names of every domain, in order (`list -q`): one listing, no definitions read.
+    public func domainNames() async throws(ProvisioningError) -> [String] {
+        try await libvirtCall("list the VMs") { () async throws(LibvirtError) in try await connection.domains() }.map(\.name).sorted()
+    }
+
+    /// Waits until the VM holds its addresses (`ip`), runs or is shut off.
+    public func wait(for condition: String, vm name: String, timeout: Duration) async throws(ProvisioningError) {
+        let domain = try await connection.existingDomain(name)
+        if condition == "ip" {
+            try await waitForAddresses(of: domain, on: connection, timeout: timeout)
+        } else {
+            try await waitForState(condition, of: domain, on: connection, timeout: timeout)
+        }
+    }
+}
+
+extension State {
+    /// The default state file: `/var/lib/vmctl/state.sqlite` for root, else under `$XDG_DATA_HOME`.
+    public static func defaultPath(environment: [String: String], isRoot: Bool) -> String {
+        AllocationStore.defaultPath(environment: environment, isRoot: isRoot)
+    }
+}
+
+/// `--debug`: each libvirt call on stderr with its duration.
+enum Diagnostics {
+    private static let once = NSLock()
+    nonisolated(unsafe) private static var observing = false
+
+    static func logLibvirtCalls(to logger: Logger) {
+        let start = once.withLock { () -> Bool in
+            defer { observing = true }
+            return !observing
+        }
+        guard start else { return }
+        CallProfile.observe { record in
+            logger.debug("libvirt \(record.function) took \(String(format: "%.2f", milliseconds(record.end - record.start))) ms")
+        }
+    }
+}

@@ -1,0 +1,122 @@
+public import Foundation
+public import Libvirt
+import LibvirtXML
+
+/// The dir storage pool where vmctl keeps the volumes it creates for VMs (overlays, blank and
+/// data disks, cloud-init seeds).
+public struct VMStorage: Sendable {
+    let connection: Connection
+    let pool: StoragePool
+
+    /// The default pool's name and directory (on the libvirt host).
+    public static let defaultName = "vmctl"
+    public static let defaultPath = "/var/lib/libvirt/vmctl"
+
+    /// The pool `name`, started; the default pool is defined, built and started if missing.
+    /// Concurrent vmctl processes may race to do that: whoever loses looks the pool up again.
+    static func open(_ name: String, on connection: Connection) async throws(ProvisioningError) -> VMStorage {
+        var lastError: LibvirtError?
+        for _ in 0..<3 {
+            do {
+                let pool: StoragePool
+                do {
+                    pool = try await connection.storagePool(named: name)
+                } catch where error.code == .noStoragePool && name == defaultName {
+                    pool = try await connection.defineStoragePool(xml: StoragePoolConfiguration(name: name, path: defaultPath).xml)
+                    try? await pool.setAutostart(true)
+                    try await pool.build()
+                }
+                if try await !pool.isActive() { try await pool.start() }
+                return VMStorage(connection: connection, pool: pool)
+            } catch where error.code == .noStoragePool && name != defaultName {
+                throw ProvisioningError(.notFound, "no storage pool named \(name)",
+                                        hint: "create it (virsh pool-define-as), or use vmctl's own (\(defaultName))")
+            } catch {
+                lastError = error  // another vmctl defined or started it meanwhile: look again
+            }
+        }
+        throw ProvisioningError(.libvirt, "cannot prepare storage pool \(name): \(lastError?.message ?? "unknown error")",
+                                hint: "check it with virsh pool-info \(name)", cause: lastError)
+    }
+
+    /// A qcow2 volume: an overlay (compat 1.1) on `backing` when given, else blank.
+    func createQcow2(named name: String, capacity: UInt64?, backing: (path: String, format: String)?) async throws(LibvirtError) -> StorageVolume {
+        try await pool.createVolume(xml: VolumeConfiguration(name: name, capacityBytes: capacity ?? 0, format: "qcow2", backing: backing).xml)
+    }
+
+    /// A raw volume holding the contents of the local file `file`.
+    func createRaw(named name: String, from file: URL) async throws(LibvirtError) -> StorageVolume {
+        let size = ((try? FileManager.default.attributesOfItem(atPath: file.path))?[.size] as? NSNumber)?.uint64Value ?? 0
+        let volume = try await pool.createVolume(xml: VolumeConfiguration(name: name, capacityBytes: size, format: "raw").xml)
+        do {
+            try await volume.upload(contentsOf: file)
+        } catch {
+            try? await volume.delete()
+            throw error
+        }
+        return volume
+    }
+}
+
+/// Deletes `POOL/NAME` volumes, unless something still uses one as a backing file: another
+/// volume of its pool, or a VM whose image (`imagesInUse`, from vmctl's metadata) it is. Those
+/// are kept and named in the result. Missing pools and volumes count as deleted.
+func deleteVolumes(_ references: [String], on connection: Connection, imagesInUse: [String: String] = [:]) async throws(ProvisioningError) -> [String] {
+    var kept: [String] = []
+    var backingFiles: [String: [String: String]] = [:]  // per pool: backing path -> the overlay on it
+    for reference in references {
+        let parts = reference.split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { continue }
+        do {
+            let pool = try await connection.storagePool(named: parts[0])
+            let volume = try await pool.volume(named: parts[1])
+            let path = try await volume.path()
+            if let user = imagesInUse[path] {
+                kept.append("\(path) (the image of VM \(user))")
+                continue
+            }
+            if backingFiles[parts[0]] == nil { backingFiles[parts[0]] = try await overlays(in: pool) }
+            if let user = backingFiles[parts[0]]?[path] {
+                kept.append("\(path) (the backing file of \(user))")
+                continue
+            }
+            try await volume.delete()
+        } catch where error.code == .noStoragePool || error.code == .noStorageVolume {
+            continue
+        } catch {
+            throw ProvisioningError(while: "delete volume \(reference)", error)
+        }
+    }
+    return kept
+}
+
+/// The pool's overlays by the path of their backing file: libvirt keeps no count of overlays,
+/// so vmctl looks before it deletes.
+private func overlays(in pool: StoragePool) async throws(LibvirtError) -> [String: String] {
+    var overlays: [String: String] = [:]
+    for volume in try await pool.volumes() {
+        do {
+            let xml = try await volume.xml()
+            guard let definition = try? VolumeDefinition(xml: xml), let base = definition.backingPath else { continue }
+            overlays[base] = definition.path ?? volume.name
+        } catch where error.code == .noStorageVolume {
+            continue  // deleted meanwhile (another destroy): not a user
+        }
+    }
+    return overlays
+}
+
+/// The format and virtual size of a local image file: qcow2 (read from its header) or raw.
+func probeImage(_ path: String) throws(ProvisioningError) -> (format: String, virtualSize: UInt64) {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+        throw ProvisioningError(.notFound, "cannot read image \(path)", hint: "give the path of an existing qcow2 or raw image")
+    }
+    defer { try? handle.close() }
+    let header = (try? handle.read(upToCount: 32)) ?? Data()
+    if header.count >= 32, header.prefix(4) == Data([0x51, 0x46, 0x49, 0xfb]) {
+        let size = header[24..<32].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return ("qcow2", size)
+    }
+    let size = (try? handle.seekToEnd()) ?? 0
+    return ("raw", size)
+}

@@ -1,0 +1,45 @@
+public import ArgumentParser
+import Foundation
+import Provisioning
+
+/// `vmctl doctor [--fix]`
+public struct Doctor: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        abstract: "Find (and with --fix, repair) disagreements between vmctl's allocations and libvirt.",
+        discussion: """
+            Finds creates that were killed before they finished (their domain, addresses and \
+            volumes are undone by --fix), allocations whose VM or network is gone, allocations whose DHCP host entry is \
+            missing or only in one of the live and persistent configs, host entries inside a pool's \
+            ranges that no allocation owns, and leases on reserved addresses held by another MAC. \
+            Exit status 0 when nothing (is left) to report, 1 otherwise.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var state: StateOptions
+    @Flag(help: "Repair what can be repaired.") var fix = false
+    @OptionGroup var output: OutputOptions
+
+    public init() {}
+
+    public func run() async throws {
+        let state = try await state.open()
+        let report = try await global.connect().doctor(state).run(fix: fix)
+        try Output.print(report, output)
+        if !report.isClean { throw ExitCode.failure }
+    }
+}
+
+/// `vmctl info`: what is at the other end of the connection.
+public struct Info: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        abstract: "Show the connection, libvirt and hypervisor versions, KVM, and object counts.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var output: OutputOptions
+
+    public init() {}
+
+    public func run() async throws {
+        try Output.print(try await global.connect().info(), output)
+    }
+}

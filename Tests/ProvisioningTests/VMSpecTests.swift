@@ -1,0 +1,132 @@
+import Addressing
+import Foundation
+import Libvirt
+import LibvirtXML
+import Testing
+@testable import Provisioning
+
+@Suite("VM specs")
+struct VMSpecTests {
+    func message(_ body: () throws -> Void) -> String {
+        do { try body(); return "" } catch { return "\(error)" }
+    }
+
+    @Test("--network: every key, and each bad part named")
+    func nicSpecs() throws {
+        let full = try NICSpec(parsing: "lan,pool=p1,ip=203.0.113.9,ip=2001:db8::9,mac=52:54:00:AA:bb:01,model=e1000")
+        #expect(full.network == "lan")
+        #expect(full.pool == "p1")
+        #expect(full.addresses.map(\.description) == ["203.0.113.9", "2001:db8::9"])
+        #expect(full.mac?.description == "52:54:00:aa:bb:01")
+        #expect(full.model == "e1000")
+        #expect(try NICSpec(parsing: "lan").model == "virtio")
+        #expect(message { _ = try NICSpec(parsing: "lan,ip=300.1.1.1") }.contains("ip=300.1.1.1"))
+        #expect(message { _ = try NICSpec(parsing: "lan,ip=10.0.0.1,ip=10.0.0.2") }.contains("one ip= per address family"))
+        #expect(message { _ = try NICSpec(parsing: "lan,mac=01:00:5e:00:00:01") }.contains("mac=01:00:5e:00:00:01"))
+        #expect(message { _ = try NICSpec(parsing: "lan,model=ne2k") }.contains("model=ne2k"))
+        #expect(message { _ = try NICSpec(parsing: "lan,colour=red") }.contains("unknown key 'colour'"))
+        #expect(message { _ = try NICSpec(parsing: "pool=p1") }.contains("start with the network's name"))
+        #expect(message { _ = try NICSpec(parsing: "lan,pool") }.contains("'pool' is not KEY=VALUE"))
+    }
+
+    @Test("sizes, durations and labels")
+    func scalars() throws {
+        #expect(try ByteSize(parsing: "512M", what: "x").bytes == 512 << 20)
+        #expect(try ByteSize(parsing: "10G", what: "x").bytes == 10 << 30)
+        #expect(try ByteSize(parsing: "1.5GiB", what: "x").bytes == 3 << 29)
+        #expect(try ByteSize(parsing: "2t", what: "x").description == "2T")
+        #expect(message { _ = try ByteSize(parsing: "10", what: "--disk-size") } .contains("invalid --disk-size '10'"))
+        #expect(message { _ = try ByteSize(parsing: "-1G", what: "--disk-size") }.contains("'-1G'"))
+        #expect(try DataDiskSpec(parsing: "size=4G").size.bytes == 4 << 30)
+        #expect(message { _ = try DataDiskSpec(parsing: "4G") }.contains("size=SIZE"))
+        #expect(try parseDuration("90m") == 5400)
+        #expect(try parseDuration("1h30m") == 5400)
+        #expect(try parseDuration("2d") == 172_800)
+        #expect(message { _ = try parseDuration("90") }.contains("'90'"))
+        #expect(message { _ = try parseDuration("1w") }.contains("'1w'"))
+        #expect(try parseLabel("ci.job=1234").key == "ci.job")
+        #expect(try parseLabel("empty=").value == "")
+        #expect(message { _ = try parseLabel("novalue") }.contains("'novalue'"))
+        #expect(message { _ = try parseLabel("bad key=1") }.contains("'bad key=1'"))
+        #expect(diskTarget(0) == "vda" && diskTarget(1) == "vdb" && diskTarget(26) == "vdaa")
+    }
+
+    @Test("derived MACs are deterministic, in 52:54:00, and differ per seed")
+    func derivedMACs() {
+        let first = MACAddress.derived(from: "web1/0")
+        #expect(first == MACAddress.derived(from: "web1/0"))
+        #expect(first.bytes.prefix(3) == [0x52, 0x54, 0x00])
+        #expect(!first.isMulticast)
+        #expect(MACAddress.inDUIDLL(first.duidLL) == first)
+        #expect(MACAddress.inDUIDLL("00:01:00:01:2a:2b:2c:2d:52:54:00:00:00:01") == nil)
+        let many = Set((0..<1000).map { MACAddress.derived(from: "vm\($0)/0") })
+        #expect(many.count >= 999)  // 24 bits: a collision among 1,000 is possible, more is not plausible
+    }
+
+    @Test("cloud-init: DHCP where dnsmasq serves it, /32 with an on-link route for a routed --all-usable address")
+    func guestNetworkConfiguration() throws {
+        let network = try NetworkDefinition(xml: """
+            <network><name>pub</name><forward mode='open'/><bridge name='vb1'/>
+              <ip address='192.0.2.1' prefix='24'><dhcp><range start='192.0.2.100' end='192.0.2.200'/></dhcp></ip>
+              <ip family='ipv6' address='2001:db8:aa::1' prefix='64'/></network>
+            """)
+        let mac = MACAddress("52:54:00:00:00:01")!
+        let nic = try guestConfiguration(
+            mac: mac, addresses: [IPAddress("192.0.2.10")!, IPAddress("203.0.113.90")!, IPAddress("2001:db8:aa::10")!], network: network)
+        #expect(nic.dhcp4 && !nic.dhcp6)
+        #expect(nic.addresses.map { "\($0.address)/\($0.prefix)" } == ["203.0.113.90/32", "2001:db8:aa::10/64"])
+        #expect(nic.routes.map { "\($0.via) \($0.onLink)" } == ["192.0.2.1 true", "2001:db8:aa::1 false"])
+        let seed = CloudInitSeed(instanceID: "web1-1", hostname: "web1", sshKeys: ["ssh-ed25519 AAAA key\"1"], userData: nil, nics: [nic])
+        #expect(seed.networkConfig == """
+            ethernets:
+              nic0:
+                addresses:
+                - 203.0.113.90/32
+                - 2001:db8:aa::10/64
+                dhcp4: true
+                dhcp6: false
+                match:
+                  macaddress: '52:54:00:00:00:01'
+                routes:
+                - on-link: true
+                  to: 0.0.0.0/0
+                  via: 192.0.2.1
+                - to: ::/0
+                  via: 2001:db8:aa::1
+            version: 2
+
+            """)
+        #expect(seed.metaData == "instance-id: \"web1-1\"\nlocal-hostname: \"web1\"\npublic-keys:\n  - \"ssh-ed25519 AAAA key\\\"1\"\n")
+        #expect(seed.userDataText == "#cloud-config\n")
+        let isolated = try NetworkDefinition(xml: "<network><name>iso</name></network>")
+        #expect(message { _ = try guestConfiguration(mac: mac, addresses: [IPAddress("203.0.113.9")!], network: isolated) }
+            .contains("has no IPv4 address"))
+    }
+
+    @Test("waiting for addresses: leases by MAC or DUID, any IPv4 lease, ARP for static IPv4")
+    func addressExpectations() throws {
+        let mac = MACAddress("52:54:00:00:00:07")!
+        let definition = try DomainDefinition(xml: """
+            <domain type='qemu'><name>w</name><metadata>
+              <vmctl:vm xmlns:vmctl='\(VMMetadata.namespace)'><vmctl:created>2026-11-21T10:00:00Z</vmctl:created>
+                <vmctl:address pool='p' network='lan' ip='192.0.2.10' mac='\(mac)'/>
+                <vmctl:address pool='q' network='lan' ip='203.0.113.5' mac='\(mac)'/></vmctl:vm></metadata>
+              <devices><interface type='network'><source network='lan'/><mac address='\(mac)'/></interface>
+                <interface type='network'><source network='lan'/><mac address='52:54:00:00:00:08'/></interface></devices></domain>
+            """)
+        let lan = try NetworkDefinition(xml: """
+            <network><name>lan</name><ip address='192.0.2.1' prefix='24'><dhcp><range start='192.0.2.100' end='192.0.2.200'/></dhcp></ip></network>
+            """)
+        let expectations = AddressExpectation.of(definition, networks: ["lan": lan])
+        #expect(expectations.count == 2)
+        #expect(expectations[0].leased == [IPAddress("192.0.2.10")!] && expectations[0].inARP == [IPAddress("203.0.113.5")!])
+        #expect(expectations[1].anyIPv4Lease && expectations[1].leased.isEmpty)
+        func lease(_ mac: String, _ address: String) -> DHCPLease {
+            DHCPLease(interface: "vb", expiry: Date(), family: .ipv4, mac: mac, iaid: nil, address: address, prefix: 24, hostname: nil, clientID: nil)
+        }
+        #expect(expectations[0].missing(leases: [], arp: []).count == 2)
+        #expect(expectations[0].missing(leases: [lease("52:54:00:00:00:08", "192.0.2.10")], arp: []).count == 2)
+        #expect(expectations[0].missing(leases: [lease(mac.description, "192.0.2.10")], arp: [IPAddress("203.0.113.5")!]).isEmpty)
+        #expect(expectations[1].missing(leases: [lease("52:54:00:00:00:08", "192.0.2.150")], arp: []).isEmpty)
+    }
+}
