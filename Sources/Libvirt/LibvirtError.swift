@@ -28,15 +28,6 @@ public struct LibvirtError: Error, Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { message }
 
-    /// True when the error means the connection to libvirtd is gone and must be reopened.
-    public var isConnectionLost: Bool {
-        switch code {
-        case .noConnect, .invalidConnection: return true
-        case .systemError, .internalError: return domain == .remote || domain == .rpc
-        default: return false
-        }
-    }
-
     /// A libvirt error code (`virErrorNumber`). Unknown codes keep their raw value.
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public var rawValue: Int32

@@ -155,8 +155,6 @@ extension Network {
         let rawValue: UInt32
         /// Adds the entry after the existing ones (`VIR_NETWORK_UPDATE_COMMAND_ADD_LAST`).
         public static let add = UpdateCommand(rawValue: VIR_NETWORK_UPDATE_COMMAND_ADD_LAST.rawValue)
-        /// Adds the entry before the existing ones (`VIR_NETWORK_UPDATE_COMMAND_ADD_FIRST`).
-        public static let addFirst = UpdateCommand(rawValue: VIR_NETWORK_UPDATE_COMMAND_ADD_FIRST.rawValue)
         /// Removes the first entry matching every attribute given (`VIR_NETWORK_UPDATE_COMMAND_DELETE`).
         public static let delete = UpdateCommand(rawValue: VIR_NETWORK_UPDATE_COMMAND_DELETE.rawValue)
         /// Replaces the first entry matching MAC, name or address (`VIR_NETWORK_UPDATE_COMMAND_MODIFY`).

@@ -1,6 +1,7 @@
 public import Addressing
 public import AllocationStore
 import Dispatch
+import Synchronization
 public import Foundation
 public import Libvirt
 public import LibvirtXML
@@ -435,20 +436,28 @@ actor Journal {
 }
 
 /// SIGINT, SIGTERM and SIGHUP during a create: recorded, and turned into a cancellation so that
-/// the create stops at its next step and undoes what it did.
-final class Interrupts: @unchecked Sendable {
-    private let lock = NSLock()
+/// the create stops at its next step and undoes what it did. Owned by the creating task.
+final class Interrupts {
+    /// What the signal handlers (on dispatch threads) and the creating task share.
+    private final class Record: Sendable {
+        struct Guarded {
+            var received: String?
+            var onSignal: (@Sendable () -> Void)?
+        }
+        let state = Mutex(Guarded())
+    }
+    private let record = Record()
     private var sources: [any DispatchSourceSignal] = []
-    private var _received: String?
-    private var _onSignal: (@Sendable () -> Void)?
 
-    var received: String? { lock.withLock { _received } }
+    var received: String? { record.state.withLock { $0.received } }
+
+    /// Called on the first signal; at once if one arrived before it was set.
     var onSignal: (@Sendable () -> Void)? {
-        get { lock.withLock { _onSignal } }
+        get { record.state.withLock { $0.onSignal } }
         set {
-            let fire = lock.withLock { () -> Bool in
-                _onSignal = newValue
-                return _received != nil
+            let fire = record.state.withLock { state -> Bool in
+                state.onSignal = newValue
+                return state.received != nil
             }
             if fire { newValue?() }
         }
@@ -458,11 +467,11 @@ final class Interrupts: @unchecked Sendable {
         for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [weak self] in
-                guard let self else { return }
-                let handler = self.lock.withLock { () -> (@Sendable () -> Void)? in
-                    if self._received == nil { self._received = name }
-                    return self._onSignal
+            let record = self.record
+            source.setEventHandler {
+                let handler = record.state.withLock { state -> (@Sendable () -> Void)? in
+                    if state.received == nil { state.received = name }
+                    return state.onSignal
                 }
                 handler?()
             }

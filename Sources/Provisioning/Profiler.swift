@@ -1,24 +1,23 @@
 public import Foundation
 import HostFirewall
 import Libvirt
+import Synchronization
 
 /// `VMCTL_PROFILE=1`: where a command's time goes, on stderr when it ends: the time in `run()`,
 /// split into libvirt calls (the wrapper times each), external tools (xorriso, iptables) and
 /// the rest, vmctl's own (argument parsing, XML, templates, SQLite). Time before `run()` (process
 /// start-up and argument parsing) is the difference to the wall time measured from outside (vmctl-bench does).
-public final class Profiler: @unchecked Sendable {
+public final class Profiler: Sendable {
     public static let current: Profiler? = ProcessInfo.processInfo.environment["VMCTL_PROFILE"].map { $0.isEmpty || $0 == "0" } == false
         ? Profiler() : nil
 
-    private let lock = NSLock()
     private let start = ContinuousClock.now
-    private var tools: [(name: String, start: ContinuousClock.Instant, end: ContinuousClock.Instant)] = []
+    private let tools = Mutex<[(name: String, start: ContinuousClock.Instant, end: ContinuousClock.Instant)]>([])
 
     private init() {
         CallProfile.enable()
         SystemTool.observe { [weak self] name, start, end in
-            guard let self else { return }
-            self.lock.withLock { self.tools.append((name, start, end)) }
+            self?.tools.withLock { $0.append((name, start, end)) }
         }
     }
 
@@ -26,7 +25,7 @@ public final class Profiler: @unchecked Sendable {
     public func report(_ what: String) {
         let end = ContinuousClock.now
         let calls = CallProfile.records
-        let toolRuns = lock.withLock { tools }
+        let toolRuns = tools.withLock { $0 }
         let libvirt = covered(calls.map { ($0.start, $0.end) })
         let external = covered(toolRuns.map { ($0.start, $0.end) })
         let both = covered(calls.map { ($0.start, $0.end) } + toolRuns.map { ($0.start, $0.end) })

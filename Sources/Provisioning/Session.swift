@@ -2,6 +2,7 @@ public import AllocationStore
 public import Foundation
 public import Libvirt
 public import Logging
+import Synchronization
 
 /// One connection to a libvirt host, with what every operation on it needs: the URI (a local
 /// one lets vmctl change this host's firewall) and the logger. The services hang off it.
@@ -70,11 +71,10 @@ extension State {
 
 /// `--debug`: each libvirt call on stderr with its duration.
 enum Diagnostics {
-    private static let once = NSLock()
-    nonisolated(unsafe) private static var observing = false
+    private static let observing = Mutex(false)
 
     static func logLibvirtCalls(to logger: Logger) {
-        let start = once.withLock { () -> Bool in
+        let start = observing.withLock { observing -> Bool in
             defer { observing = true }
             return !observing
         }
