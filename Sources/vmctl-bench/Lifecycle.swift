@@ -18,6 +18,8 @@ enum Lifecycle {
 
     struct Setup {
         var vmctl: String
+        /// An earlier vmctl to measure side by side (`VMCTL_BENCH_BASELINE`), e.g. before a change.
+        var baseline: String?
         var floor: String
         var script: String
         var kernel: String
@@ -35,6 +37,7 @@ enum Lifecycle {
                 return value
             }
             vmctl = try value("VMCTL_BENCH_VMCTL")
+            baseline = environment["VMCTL_BENCH_BASELINE"].flatMap { $0.isEmpty ? nil : $0 }
             floor = try value("VMCTL_BENCH_FLOOR")
             script = try value("VMCTL_BENCH_SCRIPT")
             let guest = try value("VMCTL_TEST_GUEST")
@@ -55,8 +58,9 @@ enum Lifecycle {
             return (String(format: "52:54:00:be:%02x:%02x", counter / 256, counter % 256), "10.232.\(counter / 180).\(10 + counter % 180)")
         }
 
-        func vmctlCreate(_ name: String, _ nic: (mac: String, ip: String), seed: Bool = false, wait: Bool = false, label: String? = nil) -> [String] {
-            [vmctl, "create", name, "--image", base, "--network", "\(network),ip=\(nic.ip),mac=\(nic.mac)",
+        func vmctlCreate(_ name: String, _ nic: (mac: String, ip: String), seed: Bool = false, wait: Bool = false, label: String? = nil,
+                         binary: String? = nil) -> [String] {
+            [binary ?? vmctl, "create", name, "--image", base, "--network", "\(network),ip=\(nic.ip),mac=\(nic.mac)",
              "--kernel", kernel, "--initrd", initrd, "--cmdline", "console=ttyS0 quiet", "--memory", "160", "--virt-type", "qemu", "-q"]
                 + (seed ? [] : ["--no-cloud-init"]) + (wait ? ["--wait", "ip"] : []) + (label.map { ["--label", $0] } ?? [])
         }
@@ -98,7 +102,7 @@ enum Lifecycle {
         print("runs: \(setup.runs) (create, destroy, profile, list) and \(slowRuns) (until the lease, 10 in parallel) after one warm-up each, interleaved; medians; wall time of each process as started by this program")
 
         // 1 and 3: create to running, and destroy until domain, disk and reservation are gone.
-        let tools = ["vmctl", "vmctl with seed", "virt-install script", "libvirt floor"]
+        let tools = ["vmctl"] + (setup.baseline != nil ? ["vmctl baseline"] : []) + ["vmctl with seed", "virt-install script", "libvirt floor"]
         var creates: [String: [Measurement]] = [:]
         var destroys: [String: [Measurement]] = [:]
         for iteration in 0...setup.runs {
@@ -107,6 +111,7 @@ enum Lifecycle {
                 let name = "bench-c\(iteration)-\(tools.firstIndex(of: tool)!)"
                 let (create, destroy): ([String], [String]) = switch tool {
                 case "vmctl": (setup.vmctlCreate(name, nic), [setup.vmctl, "destroy", name, "--force"])
+                case "vmctl baseline": (setup.vmctlCreate(name, nic, binary: setup.baseline), [setup.baseline!, "destroy", name, "--force"])
                 case "vmctl with seed": (setup.vmctlCreate(name, nic, seed: true), [setup.vmctl, "destroy", name, "--force"])
                 case "virt-install script": (setup.scriptCreate(name, nic), setup.scriptDestroy(name, nic))
                 default: (setup.floorCreate(name, nic), setup.floorDestroy(name, nic))
@@ -124,6 +129,10 @@ enum Lifecycle {
         goal("vmctl create at least 2x faster than the virt-install script",
              median(creates["virt-install script"]!) / median(creates["vmctl"]!), atLeast: 2)
         report("3. destroy until domain, disk and reservation are gone (forced power-off)", tools, destroys, floor: "libvirt floor")
+        if setup.baseline != nil {
+            print(String(format: "  against the baseline: create %.2fx, destroy %.2fx (below 1: faster now)",
+                         median(creates["vmctl"]!) / median(creates["vmctl baseline"]!), median(destroys["vmctl"]!) / median(destroys["vmctl baseline"]!)))
+        }
 
         // The profile of create: where vmctl's time goes.
         var profiles: [[String: Double]] = []
@@ -169,24 +178,29 @@ enum Lifecycle {
         setup.runs = 2 * slowRuns
         // 4. list with 200 defined domains.
         _ = try measure([setup.floor, "define-many", "bench-list-", "200"], setup.environment)
-        let listers = ["vmctl list --format json", "virsh list --all"]
+        let listers = ["vmctl list --format json", "virsh list --all"] + (setup.baseline != nil ? ["baseline list --format json"] : [])
         var lists: [String: [Measurement]] = [:]
         for iteration in 0...setup.runs {
             let json = try measure([setup.vmctl, "list", "--format", "json"], setup.environment)
             let virsh = try measure(["/usr/bin/virsh", "-c", uri, "list", "--all"], setup.environment)
+            let before = try setup.baseline.map { try measure([$0, "list", "--format", "json"], setup.environment) }
             if iteration > 0 {
                 lists[listers[0], default: []].append(json)
                 lists[listers[1], default: []].append(virsh)
+                if let before { lists[listers[2], default: []].append(before) }
             }
         }
         _ = try measure([setup.floor, "undefine-many", "bench-list-"], setup.environment)
         report("4. list with 200 defined domains", listers, lists, floor: "virsh list --all")
         goal("vmctl list of 200 within 2x of virsh", median(lists[listers[0]]!) / median(lists[listers[1]]!), atMost: 2)
+        if setup.baseline != nil {
+            print(String(format: "  against the baseline: list %.2fx", median(lists[listers[0]]!) / median(lists[listers[2]]!)))
+        }
 
         setup.runs = slowRuns
         // 5. 10 VMs created in parallel, then destroyed.
         var parallel: [String: [Measurement]] = [:]
-        let batchTools = ["vmctl", "virt-install script", "libvirt floor"]
+        let batchTools = ["vmctl"] + (setup.baseline != nil ? ["vmctl baseline"] : []) + ["virt-install script", "libvirt floor"]
         for iteration in 0...setup.runs {
             for tool in batchTools {
                 let nics = (0..<10).map { _ in setup.next() }
@@ -194,10 +208,11 @@ enum Lifecycle {
                 let start = ContinuousClock.now
                 var peak = 0
                 switch tool {
-                case "vmctl":
-                    let label = "batch=\(iteration)"
-                    peak = try measureAll(names.indices.map { setup.vmctlCreate(names[$0], nics[$0], label: label) }, setup.environment)
-                    peak = max(peak, try measure([setup.vmctl, "destroy", "--label", label, "--force"], setup.environment).maxRSSKiB)
+                case "vmctl", "vmctl baseline":
+                    let binary = tool == "vmctl" ? setup.vmctl : setup.baseline!
+                    let label = "batch=\(iteration)-\(tool.count)"
+                    peak = try measureAll(names.indices.map { setup.vmctlCreate(names[$0], nics[$0], label: label, binary: binary) }, setup.environment)
+                    peak = max(peak, try measure([binary, "destroy", "--label", label, "--force"], setup.environment).maxRSSKiB)
                 case "virt-install script":
                     peak = try measureAll(names.indices.map { setup.scriptCreate(names[$0], nics[$0]) }, setup.environment)
                     _ = try measureAll(names.indices.map { setup.scriptDestroy(names[$0], nics[$0]) }, setup.environment)
@@ -211,6 +226,9 @@ enum Lifecycle {
             }
         }
         report("5. 10 VMs created in parallel, then destroyed: total wall time", batchTools, parallel, floor: "libvirt floor")
+        if setup.baseline != nil {
+            print(String(format: "  against the baseline: %.2fx", median(parallel["vmctl"]!) / median(parallel["vmctl baseline"]!)))
+        }
     }
 
     // MARK: Reporting
