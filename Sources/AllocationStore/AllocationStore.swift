@@ -316,13 +316,13 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unavailable(let path, let reason):
-            "cannot use the state file \(path): \(reason); check the path (--state or VMCTL_STATE) and its permissions"
+            "cannot use the state file \(path): \(reason)"
         case .poolExists(let name):
             "pool \(name) already exists; pick another name or destroy it first"
         case .noSuchPool(let name):
             "no pool named \(name); see vmctl pool list"
         case .poolInUse(let name, let count):
-            "pool \(name) still has \(count) allocated address\(count == 1 ? "" : "es"); release them or use --force"
+            "pool \(name) still has \(count) allocated address\(count == 1 ? "" : "es"); release them first, or force it"
         case .exhausted(let pool, let family, let size):
             "pool \(pool) exhausted: all \(size) \(family) address\(size == 1 ? " is" : "es are") allocated; release some or add a range"
         case .addressTaken(let address, let owner):
@@ -334,7 +334,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notAllocated(let address, let pool):
             "address \(address) is not allocated in pool \(pool)"
         case .portTaken(let proto, let port, let network, let vm):
-            "host port \(proto)/\(port) is already forwarded to \(vm) on network \(network); choose another --host-port"
+            "host port \(proto)/\(port) is already forwarded to \(vm) on network \(network); choose another host port"
         case .noPortForward(let proto, let port, let network):
             "no forward of host port \(proto)/\(port) on network \(network); see vmctl network forward list"
         case .createInProgress(let name, let process):

@@ -1,5 +1,5 @@
 public import Addressing
-public import Foundation
+import Foundation
 public import Logging
 
 /// Applies vmctl's rule sets to the firewall of the network namespace this process runs in.
@@ -68,12 +68,12 @@ public func localInterfaceAddresses() -> [String: [(address: IPAddress, prefix: 
     defer { freeifaddrs(list) }
     for entry in sequence(first: first, next: { $0.pointee.ifa_next }) {
         guard let address = entry.pointee.ifa_addr, let mask = entry.pointee.ifa_netmask else { continue }
-        let name = String(cString: entry.pointee.ifa_name)
+        let name = String(validatingCString: entry.pointee.ifa_name) ?? ""
         func text(_ pointer: UnsafeMutablePointer<sockaddr>) -> String? {
             var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
             let length = socklen_t(pointer.pointee.sa_family == sa_family_t(AF_INET6) ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
             guard getnameinfo(pointer, length, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 else { return nil }
-            return String(cString: buffer).split(separator: "%").first.map(String.init)
+            return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "%").first.map(String.init)
         }
         let family = Int32(address.pointee.sa_family)
         guard family == AF_INET || family == AF_INET6, let addressText = text(address), let maskText = text(mask),

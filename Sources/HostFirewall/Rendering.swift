@@ -1,4 +1,4 @@
-public import Addressing
+import Addressing
 
 /// The one place where firewall values become text: iptables-restore input and nft scripts.
 extension RuleSet {

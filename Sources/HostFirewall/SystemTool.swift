@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import Logging
 import Subprocess
 import Synchronization
@@ -58,10 +58,10 @@ public struct SystemTool: Sendable {
                                          output: .string(limit: limit), error: .string(limit: limit))
             }
             guard result.terminationStatus.isSuccess else {
-                let message = (result.standardError ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                let message = result.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
                 throw ToolError(tool: name, arguments: arguments, reason: .failed(status: "\(result.terminationStatus)", message: message))
             }
-            return result.standardOutput ?? ""
+            return result.standardOutput
         } catch let error as ToolError {
             throw error
         } catch {

@@ -2,7 +2,7 @@ public import Addressing
 public import AllocationStore
 import Dispatch
 import Synchronization
-public import Foundation
+import Foundation
 public import Libvirt
 public import LibvirtXML
 public import Logging
@@ -130,7 +130,7 @@ public struct Creation: Sendable {
         if let path = plan.image {
             let (format, size) = try probeImage(path)
             if let wanted = plan.diskSize, wanted.bytes < size {
-                throw ProvisioningError(.invalidValue, "disk size \(wanted) is smaller than image \(path) (\(ByteSize(bytes: size)))",
+                throw ProvisioningError(.conflict, "disk size \(wanted) is smaller than image \(path) (\(ByteSize(bytes: size)))",
                                         hint: "give at least the image's size, or none to keep it")
             }
             image = (path, format, size)

@@ -1,4 +1,4 @@
-public import AllocationStore
+import AllocationStore
 public import Foundation
 public import Libvirt
 public import Logging

@@ -1,5 +1,5 @@
-public import AllocationStore
-public import Foundation
+import AllocationStore
+import Foundation
 public import HostFirewall
 
 // Value types of the modules below that Provisioning's API hands out, named here (or wrapped)

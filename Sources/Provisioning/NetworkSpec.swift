@@ -84,10 +84,10 @@ extension NetworkSpec {
             }
             return
         case .nat:
-            guard ipv4 != nil else { throw ProvisioningError.invalid("a nat network needs --ipv4 SUBNET (network \(name))") }
+            guard ipv4 != nil else { throw ProvisioningError.invalid("a nat network needs an IPv4 subnet (network \(name))") }
         case .route, .open:
             guard ipv4 != nil || ipv6 != nil else {
-                throw ProvisioningError.invalid("a \(mode.rawValue) network needs --ipv4 SUBNET and/or --ipv6 SUBNET (network \(name))")
+                throw ProvisioningError.invalid("a \(mode.rawValue) network needs an IPv4 or an IPv6 subnet, or both (network \(name))")
             }
         case .isolated:
             break
@@ -99,11 +99,11 @@ extension NetworkSpec {
             try check(config)
         }
         if let ipv6, ipv6.dhcp == nil, ipv6.subnet.prefix != 64 {
-            throw ProvisioningError.invalid("SLAAC needs a /64, not \(ipv6.subnet)", hint: "use a /64, or give --dhcp6 FIRST-LAST for DHCPv6")
+            throw ProvisioningError.invalid("SLAAC needs a /64, not \(ipv6.subnet)", hint: "use a /64, or give a DHCPv6 range")
         }
         for other in surroundings.networks where other.name != name {
             if other.bridge == bridge {
-                throw ProvisioningError(.conflict, "bridge \(bridge) is already used by network \(other.name)", hint: "pick another --bridge, or leave it out")
+                throw ProvisioningError(.conflict, "bridge \(bridge) is already used by network \(other.name)", hint: "pick another bridge name, or let vmctl choose one")
             }
             for subnet in [ipv4?.subnet, ipv6?.subnet].compactMap({ $0 }) {
                 if let clash = other.subnets.first(where: { $0.overlaps(subnet) }) {
@@ -112,7 +112,7 @@ extension NetworkSpec {
             }
         }
         if surroundings.interfaces[bridge] != nil && !surroundings.networks.contains(where: { $0.name == name && $0.bridge == bridge }) {
-            throw ProvisioningError(.conflict, "bridge \(bridge) is already a host interface", hint: "pick another --bridge, or leave it out")
+            throw ProvisioningError(.conflict, "bridge \(bridge) is already a host interface", hint: "pick another bridge name, or let vmctl choose one")
         }
         for (interface, addresses) in surroundings.interfaces.sorted(by: { $0.key < $1.key }) where interface != bridge {
             for (address, prefix) in addresses {

@@ -1,4 +1,4 @@
-public import Addressing
+import Addressing
 import Foundation
 public import HostFirewall
 public import Libvirt

@@ -76,15 +76,16 @@ public struct Pools: Sendable {
     }
 
     /// Deletes a pool; refused while addresses are allocated unless `force`, which releases
-    /// them first (host entries too, through `connection`).
-    public func destroy(_ name: String, force: Bool, connection: @Sendable () async throws(ProvisioningError) -> Connection) async throws(ProvisioningError) -> PoolSummary {
+    /// them first (host entries too, connecting to `uri` only then).
+    public func destroy(_ name: String, force: Bool, uri: String) async throws(ProvisioningError) -> PoolSummary {
         let (pool, allocations) = try await state.run { store throws(StoreError) in (try store.pool(named: name), try store.allocations(in: name)) }
         if !allocations.isEmpty {
             guard force else {
                 throw ProvisioningError(.conflict, StoreError.poolInUse(name, allocations: allocations.count).description,
+                                        hint: "release them with vmctl pool release, or destroy it with force",
                                         cause: StoreError.poolInUse(name, allocations: allocations.count))
             }
-            let reservations = Reservations(state: state, connection: try await connection())
+            let reservations = Reservations(state: state, connection: try await Session.open(uri, logger: logger).connection)
             for allocation in allocations { try await reservations.release(allocation) }
         }
         try await state.run { store throws(StoreError) in try store.deletePool(named: name, force: force) }
@@ -103,7 +104,7 @@ public struct Pools: Sendable {
     }
 
     /// Removes an address's host entry, then returns it to its pool.
-    public func release(_ address: IPAddress, from name: String, on connection: @Sendable () async throws(ProvisioningError) -> Connection) async throws(ProvisioningError) -> AllocationView {
+    public func release(_ address: IPAddress, from name: String, uri: String) async throws(ProvisioningError) -> AllocationView {
         let allocations = try await state.run { store throws(StoreError) in
             _ = try store.pool(named: name)
             return try store.allocations(in: name)
@@ -111,7 +112,7 @@ public struct Pools: Sendable {
         guard let allocation = allocations.first(where: { $0.address == address }) else {
             throw ProvisioningError(StoreError.notAllocated(address, pool: name))
         }
-        try await Reservations(state: state, connection: try await connection()).release(allocation)
+        try await Reservations(state: state, connection: try await Session.open(uri, logger: logger).connection).release(allocation)
         return AllocationView(allocation)
     }
 

@@ -1,5 +1,5 @@
-public import Addressing
-public import AllocationStore
+import Addressing
+import AllocationStore
 import Foundation
 public import HostFirewall
 public import Libvirt

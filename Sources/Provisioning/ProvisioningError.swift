@@ -86,7 +86,8 @@ extension ProvisioningError {
         case .poolExists: .alreadyExists
         default: .store
         }
-        self.init(code, error.description, cause: error)
+        let hint: String? = if case .unavailable = error { "check the path and its permissions" } else { nil }
+        self.init(code, error.description, hint: hint, cause: error)
     }
 
     /// Whether the store said the address is not allocated (released already).

@@ -1,5 +1,5 @@
-public import AllocationStore
-public import Foundation
+import AllocationStore
+import Foundation
 public import Libvirt
 public import Logging
 import Synchronization

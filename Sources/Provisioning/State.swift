@@ -1,6 +1,6 @@
 public import AllocationStore
 import Dispatch
-public import Foundation
+import Foundation
 
 /// vmctl's state file, for async code: every call runs on a dispatch thread, never on the
 /// cooperative pool, since a transaction may wait up to 30 s for SQLite's write lock while other

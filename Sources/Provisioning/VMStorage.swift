@@ -1,5 +1,5 @@
-public import Foundation
-public import Libvirt
+import Foundation
+import Libvirt
 import LibvirtXML
 
 /// The dir storage pool where vmctl keeps the volumes it creates for VMs (overlays, blank and

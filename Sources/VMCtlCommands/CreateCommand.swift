@@ -72,16 +72,20 @@ public struct Create: AsyncParsableCommand {
             let (key, value) = try parseLabel(text)
             labelValues[key] = value
         }
+        var rootSize: ByteSize?
+        if let diskSize { rootSize = try ByteSize(parsing: diskSize, what: "--disk-size") }
+        var dataSizes: [ByteSize] = []
+        for text in dataDisks { dataSizes.append(try DataDiskSpec(parsing: text).size) }
+        var nics: [NICSpec] = []
+        for text in networks { nics.append(try NICSpec(parsing: text)) }
+        var expiresAt: Date?
+        if let ttl { expiresAt = Date().addingTimeInterval(try parseDuration(ttl)) }
         let plan = CreatePlan(
-            name: name, image: image,
-            diskSize: try diskSize.map { text throws(ProvisioningError) in try ByteSize(parsing: text, what: "--disk-size") },
-            dataDisks: try dataDisks.map { text throws(ProvisioningError) in try DataDiskSpec(parsing: text).size },
-            nics: try networks.map { text throws(ProvisioningError) in try NICSpec(parsing: text) },
+            name: name, image: image, diskSize: rootSize, dataDisks: dataSizes, nics: nics,
             sshKeyFiles: sshKeys, userDataFile: userData, cloudInit: !noCloudInit,
             kernel: kernel, initrd: initrd, cmdline: cmdline,
             memoryMiB: memoryMiB, vcpus: vcpus, virtType: virtType ?? optionOrEnvironment(nil, "VMCTL_VIRT_TYPE").flatMap(VirtType.init),
-            autostart: autostart, labels: labelValues,
-            expiresAt: try ttl.map { text throws(ProvisioningError) in Date().addingTimeInterval(try parseDuration(text)) },
+            autostart: autostart, labels: labelValues, expiresAt: expiresAt,
             storagePool: storagePool, consoleLog: consoleLog)
         try plan.validate()
         return plan

@@ -147,9 +147,9 @@ public struct NetworkCommand: AsyncParsableCommand {
         public init() {}
 
         public func run() async throws {
-            do {
+            do throws(ProvisioningError) {
                 _ = try await global.connect().networks.destroy(name, force: force)
-            } catch let error as ProvisioningError where error.code == .conflict {
+            } catch where error.code == .conflict {
                 throw error.hinted("destroy those VMs first, or use --force")
             }
             try Output.print(DestroyedNetwork(name: name), output)

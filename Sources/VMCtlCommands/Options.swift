@@ -25,11 +25,6 @@ public struct GlobalOptions: ParsableArguments {
 
     /// Opens the connection, turning a failure into an error that says what to do.
     func connect() async throws(ProvisioningError) -> Session {
-        try await Self.connect(uri, logger: logger)
-    }
-
-    /// ``connect()`` as a function of values, for closures that must be `Sendable`.
-    static func connect(_ uri: String, logger: Logger) async throws(ProvisioningError) -> Session {
         do {
             return try await Session.open(uri, logger: logger)
         } catch {

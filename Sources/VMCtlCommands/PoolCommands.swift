@@ -92,9 +92,9 @@ public struct PoolCommand: AsyncParsableCommand {
         public init() {}
 
         public func run() async throws {
-            let (uri, logger) = (global.uri, global.logger)
-            let pool = try await Pools(state: try await state.open(), logger: logger)
-                .destroy(name, force: force) { () async throws(ProvisioningError) in try await GlobalOptions.connect(uri, logger: logger).connection }
+            // A closure or a catch here sends Swift 6.3's release optimizer into a loop
+            // (ClosureLifetimeFixup): Pools connects by itself, and only when it must.
+            let pool = try await Pools(state: try await state.open(), logger: global.logger).destroy(name, force: force, uri: global.uri)
             try Output.print(Silent(model: pool, name: name), output)
         }
     }
@@ -153,9 +153,8 @@ public struct PoolCommand: AsyncParsableCommand {
         }
 
         public func run() async throws {
-            let (uri, logger) = (global.uri, global.logger)
-            let released = try await Pools(state: try await state.open(), logger: logger)
-                .release(IPAddress(address)!, from: pool) { () async throws(ProvisioningError) in try await GlobalOptions.connect(uri, logger: logger).connection }
+            let released = try await Pools(state: try await state.open(), logger: global.logger)
+                .release(IPAddress(address)!, from: pool, uri: global.uri)
             try Output.print(Silent(model: released, name: released.address.description), output)
         }
     }

@@ -75,7 +75,7 @@ struct NetworkSpecTests {
         #expect(problem(taken).hasPrefix("bridge vmbr0 is already used by network other"))
         taken.bridge = "eth0"
         #expect(problem(taken).hasPrefix("bridge eth0 is already a host interface"))
-        #expect(problem(try spec(.nat, ipv4: nil)).hasPrefix("a nat network needs --ipv4"))
+        #expect(problem(try spec(.nat, ipv4: nil)).hasPrefix("a nat network needs an IPv4 subnet"))
         var bridged = try spec(.bridge, ipv4: nil)
         bridged.bridge = "br0"
         #expect(problem(bridged) == "")
