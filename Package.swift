@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // The C API of libvirt, found through pkg-config. Only `Libvirt` may import it.
@@ -135,7 +136,8 @@ let package = Package(
         ),
         .testTarget(
             name: "ProvisioningTests",
-            dependencies: ["Provisioning", "Libvirt", "LibvirtXML", "AllocationStore", "Addressing", "TestSupport"],
+            dependencies: ["Provisioning", "Libvirt", "LibvirtXML", "AllocationStore", "Addressing", "TestSupport",
+                           .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strictSwift
         ),
         .testTarget(

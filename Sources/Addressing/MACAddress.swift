@@ -28,6 +28,9 @@ public struct MACAddress: Hashable, Comparable, Sendable, TextCodable {
     /// Multicast addresses (lowest bit of the first byte) cannot be a NIC's address.
     public var isMulticast: Bool { bytes[0] & 1 == 1 }
 
+    /// Whether a NIC may have it: unicast and not all zeros.
+    public var isUsableByNIC: Bool { !isMulticast && bytes.contains { $0 != 0 } }
+
     /// The DHCPv6 client identifier vmctl reserves IPv6 addresses by: the DUID-LL (RFC 8415
     /// section 11.4, DUID type 3, hardware type 1 = Ethernet) built from this MAC address,
     /// `00:03:00:01:` followed by the MAC. A guest whose DHCPv6 client sends a DUID-LL of its NIC

@@ -14,11 +14,19 @@ public final class AllocationStore: Sendable {
     public let path: String
 
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// The state names every VM's owner and address: its directory is 0700 and its files 0600
+    /// when vmctl makes them, whatever the umask.
     public init(path: String) throws(StoreError) {
         self.path = path
         do {
             try FileManager.default.createDirectory(
-                at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+                at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
+            // Created empty with the right mode before SQLite opens it (SQLite would honour the umask).
+            if !FileManager.default.fileExists(atPath: path) {
+                let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+                if descriptor >= 0 { close(descriptor) }
+            }
             var configuration = Configuration()
             configuration.busyMode = .timeout(30)
             configuration.foreignKeysEnabled = true
@@ -30,6 +38,10 @@ public final class AllocationStore: Sendable {
             }
             database = try DatabaseQueue(path: path, configuration: configuration)
             try Self.migrator.migrate(database)
+            // SQLite gives its -wal and -shm files the main file's mode; make sure of all three.
+            for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+                _ = chmod(file, 0o600)
+            }
         } catch {
             throw .unavailable(path: path, reason: "\(error)")
         }

@@ -101,6 +101,24 @@ public final class Connection: @unchecked Sendable {
         try await blocking { () throws(LibvirtError) in try takeString(virConnectGetCapabilities(self.handle)) }
     }
 
+    /// The host's memory and CPUs, as the hypervisor sees them.
+    ///
+    /// The corresponding C function is `virNodeGetInfo`.
+    public func nodeInfo() async throws(LibvirtError) -> NodeInfo {
+        try await blocking { () throws(LibvirtError) -> NodeInfo in
+            var info = virNodeInfo()
+            _ = try check(virNodeGetInfo(self.handle, &info))
+            return NodeInfo(memoryKiB: UInt64(info.memory), cpus: Int(info.cpus))
+        }
+    }
+
+    /// The most virtual CPUs a domain of `type` (`kvm`, `qemu`) may have on this connection.
+    ///
+    /// The corresponding C function is `virConnectGetMaxVcpus`.
+    public func maxVCPUs(type: String) async throws(LibvirtError) -> Int {
+        try await blocking { () throws(LibvirtError) in Int(try check(virConnectGetMaxVcpus(self.handle, type))) }
+    }
+
     /// Starts keepalive messages on a remote connection: after `count` unanswered messages sent
     /// `interval` seconds apart, the connection is closed. Needs the event loop, which
     /// ``open(_:readOnly:)`` starts.
@@ -210,4 +228,12 @@ extension Connection {
             }
         }
     }
+}
+
+/// What ``Connection/nodeInfo()`` reports (`virNodeInfo`).
+public struct NodeInfo: Sendable, Equatable {
+    /// The host's memory, in KiB.
+    public var memoryKiB: UInt64
+    /// Active CPUs.
+    public var cpus: Int
 }

@@ -46,6 +46,15 @@ final class BlockingCalls: @unchecked Sendable {
 
     private typealias Job = @Sendable () -> Void
 
+    /// The name every blocking-call thread carries.
+    static let threadName = "libvirt-call"
+
+    /// The calling thread's name as the kernel has it (at most 15 characters), not Foundation's
+    /// cached copy, which a thread spawned from a dispatch worker was seen to report as the worker's.
+    static var currentThreadName: String {
+        ((try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .newlines)
+    }
+
     private let condition = NSCondition()
     private var jobs: [Job?] = []
     private var next = 0
@@ -61,7 +70,8 @@ final class BlockingCalls: @unchecked Sendable {
         condition.unlock()
         if spawn {
             let thread = Thread { [self] in
-                Thread.current.name = "libvirt-call"
+                // Set on the thread itself, which sets the kernel's name too (ps, gdb).
+                Thread.current.name = Self.threadName
                 work()
             }
             thread.start()

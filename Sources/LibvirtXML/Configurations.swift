@@ -28,6 +28,8 @@ public struct DomainConfiguration: Sendable, Equatable {
     public var interfaces: [Interface]
     /// A file the serial console is written to (on the libvirt host).
     public var consoleLog: String?
+    /// Whether the console log is appended to rather than truncated.
+    public var consoleLogAppend: Bool
 
     public struct Disk: Sendable, Equatable {
         public var path: String
@@ -60,7 +62,7 @@ public struct DomainConfiguration: Sendable, Equatable {
 
     public init(type: String, hostCPU: Bool, name: String, uuid: String, metadata: String, memoryMiB: UInt64, vcpus: Int,
                 kernel: String? = nil, initrd: String? = nil, cmdline: String? = nil, disks: [Disk] = [], seed: Seed? = nil,
-                interfaces: [Interface] = [], consoleLog: String? = nil) {
+                interfaces: [Interface] = [], consoleLog: String? = nil, consoleLogAppend: Bool = false) {
         self.type = type
         self.hostCPU = hostCPU
         self.name = name
@@ -75,6 +77,7 @@ public struct DomainConfiguration: Sendable, Equatable {
         self.seed = seed
         self.interfaces = interfaces
         self.consoleLog = consoleLog
+        self.consoleLogAppend = consoleLogAppend
     }
 
     /// The `<domain>` document.
@@ -110,7 +113,7 @@ public struct DomainConfiguration: Sendable, Equatable {
                 ])
             }
             var serial: [XMLElement] = []
-            if let consoleLog { serial.append(element("log", ["file": consoleLog, "append": "off"])) }
+            if let consoleLog { serial.append(element("log", ["file": consoleLog, "append": consoleLogAppend ? "on" : "off"])) }
             serial.append(element("target", ["port": "0"]))
             devices += [
                 element("serial", ["type": "pty"], serial),

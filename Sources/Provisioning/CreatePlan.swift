@@ -7,6 +7,8 @@ public struct CreatePlan: Sendable {
     /// The UUID the domain will get: the owner of its addresses from the moment they are reserved.
     public var uuid: UUID
     public var image: String?
+    /// `raw` takes `image` as a raw disk whatever it holds; `qcow2` insists on qcow2; `nil` sniffs.
+    public var imageFormat: String?
     public var diskSize: ByteSize?
     public var dataDisks: [ByteSize]
     public var nics: [NICSpec]
@@ -25,15 +27,18 @@ public struct CreatePlan: Sendable {
     public var expiresAt: Date?
     public var storagePool: String
     public var consoleLog: String?
+    /// Append to an existing console log instead of refusing it.
+    public var consoleLogAppend: Bool
 
-    public init(name: String, uuid: UUID = UUID(), image: String? = nil, diskSize: ByteSize? = nil, dataDisks: [ByteSize] = [],
+    public init(name: String, uuid: UUID = UUID(), image: String? = nil, imageFormat: String? = nil, diskSize: ByteSize? = nil, dataDisks: [ByteSize] = [],
                 nics: [NICSpec] = [], sshKeyFiles: [String] = [], userDataFile: String? = nil, cloudInit: Bool = true,
                 kernel: String? = nil, initrd: String? = nil, cmdline: String? = nil, memoryMiB: UInt64 = 512, vcpus: Int = 1,
                 virtType: VirtType? = nil, autostart: Bool = false, labels: [String: String] = [:], expiresAt: Date? = nil,
-                storagePool: String = VMStorage.defaultName, consoleLog: String? = nil) {
+                storagePool: String = VMStorage.defaultName, consoleLog: String? = nil, consoleLogAppend: Bool = false) {
         self.name = name
         self.uuid = uuid
         self.image = image
+        self.imageFormat = imageFormat
         self.diskSize = diskSize
         self.dataDisks = dataDisks
         self.nics = nics
@@ -51,6 +56,7 @@ public struct CreatePlan: Sendable {
         self.expiresAt = expiresAt
         self.storagePool = storagePool
         self.consoleLog = consoleLog
+        self.consoleLogAppend = consoleLogAppend
     }
 
     /// Whether the VM gets a root disk.
@@ -76,6 +82,23 @@ public struct CreatePlan: Sendable {
         }
         if !cloudInit, userDataFile != nil || !sshKeyFiles.isEmpty {
             throw .invalid("user-data and SSH keys need the cloud-init seed")
+        }
+        for (what, size) in [("disk size ", diskSize)] + dataDisks.map({ ("data disk size=", Optional($0)) }) {
+            if let size, size.bytes > ByteSize.qcow2Limit.bytes {
+                throw .invalid("invalid \(what)\(size): qcow2 disks hold at most \(ByteSize.qcow2Limit)")
+            }
+        }
+        if let image, image.isEmpty { throw .invalid("invalid image '': give the path of a qcow2 or raw image") }
+        if let imageFormat, !["qcow2", "raw"].contains(imageFormat) {
+            throw .invalid("invalid image format '\(imageFormat)': give qcow2 or raw")
+        }
+        if imageFormat != nil && image == nil { throw .invalid("an image format needs an image") }
+        if let consoleLog, !consoleLog.hasPrefix("/") {
+            throw .invalid("invalid console log '\(consoleLog)': give an absolute path (libvirt's daemons write it, from their own directory)")
+        }
+        if consoleLogAppend && consoleLog == nil { throw .invalid("appending to a console log needs a console log") }
+        for text in sshKeyFiles + [userDataFile, kernel, initrd].compactMap({ $0 }) where text.isEmpty {
+            throw .invalid("invalid path '': give a file")
         }
     }
 }

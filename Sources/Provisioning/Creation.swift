@@ -19,8 +19,12 @@ public struct Creation: Sendable {
     /// Called with each step's title as it begins (a terminal shows them).
     public let progress: @Sendable (String) -> Void
 
-    public init(plan: CreatePlan, state: State, connection: Connection, templates: Templates, logger: Logger,
+    /// Whether the connection's host is this machine (its files can be checked here).
+    public let isLocalHost: Bool
+
+    public init(plan: CreatePlan, state: State, connection: Connection, templates: Templates, logger: Logger, isLocalHost: Bool = true,
                 progress: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.isLocalHost = isLocalHost
         self.plan = plan
         self.state = state
         self.connection = connection
@@ -60,20 +64,18 @@ public struct Creation: Sendable {
         }
         interrupts.onSignal = { steps.cancel() }
         let result = await steps.result
-        switch result {
-        case .success(let domain):
-            return domain
-        case .failure(let failure):
-            let code: ProvisioningError.Code = interrupts.received != nil ? .interrupted : ((failure as? ProvisioningError)?.code ?? .libvirt)
-            let cause = interrupts.received.map { "interrupted by \($0)" } ?? ((failure as? ProvisioningError)?.description ?? "\(failure)")
-            progress("undoing the create of \(plan.name)")
-            do {
-                try await rollBack(await journal.pending, state: state, connection: connection)
-            } catch {
-                throw ProvisioningError(.incomplete, "cannot create VM \(plan.name): \(cause); \(error.description)", cause: failure as? ProvisioningError)
-            }
-            throw ProvisioningError(code, "cannot create VM \(plan.name): \(cause)", hint: "nothing was left behind", cause: failure as? ProvisioningError)
+        // A signal counts until this returns, even one that came as the last step ended.
+        if case .success(let domain) = result, interrupts.received == nil { return domain }
+        let failure: ProvisioningError? = if case .failure(let error) = result { error as? ProvisioningError } else { nil }
+        let code: ProvisioningError.Code = interrupts.received != nil ? .interrupted : (failure?.code ?? .libvirt)
+        let cause = interrupts.received.map { "interrupted by \($0)" } ?? (failure?.description ?? "unknown failure")
+        progress("undoing the create of \(plan.name)")
+        do {
+            try await rollBack(await journal.pending, state: state, connection: connection)
+        } catch {
+            throw ProvisioningError(.incomplete, "cannot create VM \(plan.name): \(cause); \(error.description)", cause: failure)
         }
+        throw ProvisioningError(code, "cannot create VM \(plan.name): \(cause)", hint: "nothing was left behind", cause: failure)
     }
 
     // MARK: Checks (nothing changes)
@@ -106,9 +108,29 @@ public struct Creation: Sendable {
         }
         let (image, sshKeys, userData) = try local.get()
         let pools = plan.nics.isEmpty ? [] : try await state.run { store throws(StoreError) in try store.pools() }
-        return Checked(virtType: try await type.get(), image: image,
+        let domainType = try await type.get()
+        try await checkHostLimits(domainType)
+        return Checked(virtType: domainType, image: image,
                        nics: try Self.assignNICs(plan, survey: try await survey.get(), pools: pools),
                        sshKeys: sshKeys, userData: userData)
+    }
+
+    /// Memory within the host's, vCPUs within what the hypervisor allows for the domain type.
+    private func checkHostLimits(_ type: VirtType) async throws(ProvisioningError) {
+        let (node, maxVCPUs) = try await libvirtCall("read the host's size") { () async throws(LibvirtError) -> (NodeInfo, Int) in
+            async let node = connection.nodeInfo()
+            async let vcpus = connection.maxVCPUs(type: type.rawValue)
+            do { return (try await node, try await vcpus) } catch let error as LibvirtError { throw error } catch {
+                throw LibvirtError(code: .internalError, domain: .none, message: "\(error)")
+            }
+        }
+        if plan.memoryMiB > node.memoryKiB / 1024 {
+            throw ProvisioningError(.invalidValue, "invalid memory \(ByteSize(bytes: plan.memoryMiB << 20)): the host has \(node.memoryKiB / 1024) MiB",
+                                    hint: "give at most the host's memory")
+        }
+        if plan.vcpus > maxVCPUs {
+            throw ProvisioningError(.invalidValue, "invalid vCPU count \(plan.vcpus): \(type.rawValue) domains take at most \(maxVCPUs) here")
+        }
     }
 
     /// A throwing step as a value, so that it can run in an `async let`.
@@ -128,12 +150,16 @@ public struct Creation: Sendable {
     private func readLocalFiles() throws(ProvisioningError) -> ((path: String, format: String, size: UInt64)?, [String], String?) {
         var image: (path: String, format: String, size: UInt64)?
         if let path = plan.image {
-            let (format, size) = try probeImage(path)
+            let (format, size) = try probeImage(path, format: plan.imageFormat)
             if let wanted = plan.diskSize, wanted.bytes < size {
                 throw ProvisioningError(.conflict, "disk size \(wanted) is smaller than image \(path) (\(ByteSize(bytes: size)))",
                                         hint: "give at least the image's size, or none to keep it")
             }
             image = (path, format, size)
+        }
+        // The console log is written by libvirt's daemons, as root: never over a file by surprise.
+        if let log = plan.consoleLog, isLocalHost, !plan.consoleLogAppend, FileManager.default.fileExists(atPath: log) {
+            throw ProvisioningError(.conflict, "console log \(log) exists", hint: "remove it, or append to it")
         }
         for (what, path) in [("kernel", plan.kernel), ("initrd", plan.initrd)] {
             if let path, !FileManager.default.isReadableFile(atPath: path) {
@@ -339,7 +365,7 @@ public struct Creation: Sendable {
             kernel: plan.kernel, initrd: plan.initrd, cmdline: plan.cmdline, disks: disks,
             seed: seedPath.map { .init(path: $0) },
             interfaces: checked.nics.map { .init(network: $0.spec.network, mac: $0.mac.description, model: $0.spec.model) },
-            consoleLog: plan.consoleLog)
+            consoleLog: plan.consoleLog, consoleLogAppend: plan.consoleLogAppend)
         let xml = try templates.render(configuration)
         let domain = try await step(.define) { () async throws(ProvisioningError) -> Domain in
             try await libvirtCall("define the domain") { () async throws(LibvirtError) -> Domain in

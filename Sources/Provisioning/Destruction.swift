@@ -3,7 +3,7 @@ public import Foundation
 import HostFirewall
 public import Libvirt
 public import LibvirtXML
-public import Logging
+import Logging
 
 /// Which VMs a destroy takes: the named ones, and every vmctl VM matching the labels or expired.
 public struct DestroySelection: Sendable {
@@ -51,22 +51,22 @@ public struct DestroySelection: Sendable {
 /// the destroy again completes it.
 public struct Destroyer: Sendable {
     public let state: State
-    public let connection: Connection
-    public let uri: String
+    public let session: Session
     /// Power off at once instead of asking the guest to shut down.
     public let force: Bool
     /// How long a guest may take to shut down before it is powered off.
     public let grace: Duration
-    public let logger: Logger
 
-    public init(state: State, connection: Connection, uri: String, force: Bool, grace: Duration, logger: Logger) {
+    public init(state: State, session: Session, force: Bool, grace: Duration) {
         self.state = state
-        self.connection = connection
-        self.uri = uri
+        self.session = session
         self.force = force
         self.grace = grace
-        self.logger = logger
     }
+
+    private var connection: Connection { session.connection }
+    private var uri: String { session.uri }
+    private var logger: Logger { session.logger }
 
     /// The outcome per VM, in name order.
     public struct Outcome: Sendable {
@@ -109,7 +109,7 @@ public struct Destroyer: Sendable {
         let forwards = try await state.run { store throws(StoreError) in try store.portForwards() }.filter { $0.vm == definition.name }
         // Checked first, so that nothing is stopped or released when the rules cannot be rebuilt here.
         var bridges: [String: String] = [:]
-        let networks = Networks(connection: connection, uri: uri, logger: logger)
+        let networks = session.networks
         for network in Set(forwards.map(\.network)) {
             let bridge = try await networks.definition(of: try await connection.existingNetwork(network)).bridge ?? ""
             try requireBridgeHere(bridge, network: network, uri: uri)
@@ -117,8 +117,13 @@ public struct Destroyer: Sendable {
         }
         logger.debug("stopping \(domain.name)")
         try await stop(domain)
-        // vmctl create reserves with the domain's UUID as owner: these are all of its addresses.
-        let owned = try await state.run { store throws(StoreError) in try store.allocations(ownedBy: domain.uuid) }
+        // vmctl create reserves with the domain's UUID as owner. The metadata records them too,
+        // so that a lost state file cannot leave the host entries behind.
+        var owned = try await state.run { store throws(StoreError) in try store.allocations(ownedBy: domain.uuid) }
+        for recorded in metadata.addresses where !owned.contains(where: { $0.network == recorded.network && $0.address == recorded.address }) {
+            owned.append(Allocation(pool: recorded.pool, network: recorded.network, address: recorded.address, ownerUUID: domain.uuid,
+                                    ownerName: domain.name, mac: recorded.mac))
+        }
         let reservations = Reservations(state: state, connection: connection)
         for allocation in owned {
             logger.debug("releasing \(allocation.address) of \(domain.name)")
@@ -129,7 +134,7 @@ public struct Destroyer: Sendable {
                 _ = try store.removePortForward(network: forward.network, proto: forward.proto, hostPort: forward.hostPort)
             }
         }
-        let portForwards = PortForwards(state: state, connection: connection, uri: uri, logger: logger)
+        let portForwards = PortForwards(state: state, session: session)
         for (network, bridge) in bridges { try await portForwards.rebuild(network, bridge: bridge) }
         let kept = try await deleteVolumes(metadata.volumes.map { "\($0.pool)/\($0.name)" }, on: connection, imagesInUse: imagesInUse)
         do {

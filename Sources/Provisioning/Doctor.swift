@@ -63,10 +63,18 @@ public struct Doctor: Sendable {
             if view.live != nil { view.leases = (try? await network.dhcpLeases()) ?? [] }
             networks[name] = view
         }
-        let domains = try await libvirtCall("list the domains") { () async throws(LibvirtError) in try await connection.domains() }
+        let vms = try await VMReader(connection: connection).readAll()
+        let recorded = vms.compactMap { domain, definition, _ in
+            definition.metadata.map { RecordedAddresses(uuid: domain.uuid, name: domain.name, addresses: $0.addresses) }
+        }
+        // Addresses the VMs record and the store lost are theirs: their host entries are not
+        // strays, and they are adopted, not deleted.
+        let lost = unrecorded(recorded, allocations: allocations)
         // A create under way owns its addresses before its domain exists.
-        return diagnose(allocations: allocations, pools: pools, networks: networks,
-                        domains: Set(domains.map(\.uuid) + pending.map(\.uuid)))
+        let found = diagnose(allocations: allocations + lost, pools: pools, networks: networks,
+                             domains: Set(vms.map(\.0.uuid) + pending.map(\.uuid)))
+            .filter { finding in !lost.contains { $0.network == finding.network && $0.address == finding.address } }
+        return found + adoptable(recorded, allocations: allocations, pools: pools)
     }
 
     private func repair(_ finding: Finding) async throws(ProvisioningError) {
@@ -98,6 +106,13 @@ public struct Doctor: Sendable {
             }
         case .leaseByOtherMAC:
             return
+        case .adoptable:
+            guard let pool = finding.pool, let mac = finding.mac, let owner = finding.owner,
+                  let domain = try await connection.domainIfExists(owner) else { return }
+            let address = finding.address
+            _ = try await state.run { store throws(StoreError) in
+                try store.allocate(from: pool, family: address.family, requested: address, ownerUUID: domain.uuid, ownerName: owner, mac: mac)
+            }
         }
     }
 }

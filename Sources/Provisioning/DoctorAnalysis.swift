@@ -19,6 +19,9 @@ public struct Finding: Codable, Equatable, Hashable, Sendable {
         case entryWithoutOwner
         /// A DHCP lease on a reserved address held by a MAC other than the owner's.
         case leaseByOtherMAC
+        /// An address a VM's metadata records that the store has no allocation for (a lost or
+        /// restored state file): `--fix` allocates it to the VM again.
+        case adoptable
     }
 
     public var kind: Kind
@@ -46,6 +49,10 @@ public struct Finding: Codable, Equatable, Hashable, Sendable {
             return "\(address) on \(network): host entry for \(mac?.description ?? "an unknown client") that no allocation owns (\((presentIn ?? []).joined(separator: ", "))); --fix deletes it"
         case .leaseByOtherMAC:
             return "\(address) on \(network)\(who): leased to \(mac?.description ?? "another client"), not to the owner; stop that machine or wait for its lease to expire"
+        case .adoptable where fixable:
+            return "\(address) on \(network)\(who): recorded in the VM's metadata but not in the state file; --fix allocates it to the VM again"
+        case .adoptable:
+            return "\(address) on \(network)\(who): recorded in the VM's metadata but not in the state file, whose pool \(pool ?? "?") is gone too; recreate the pool, then run --fix"
         }
     }
 }
@@ -166,4 +173,37 @@ extension Affect {
 extension NetworkDefinition.DHCPHost {
     /// What identifies an entry for vmctl: the client (MAC or DUID) and the address, not the name.
     public var key: String { "\(mac?.description ?? id ?? "-") \(address?.description ?? "-")" }
+}
+
+/// A VM's record of its addresses, as doctor compares it with the store.
+public struct RecordedAddresses: Sendable {
+    public var uuid: UUID
+    public var name: String
+    public var addresses: [VMMetadata.Address]
+
+    public init(uuid: UUID, name: String, addresses: [VMMetadata.Address]) {
+        self.uuid = uuid
+        self.name = name
+        self.addresses = addresses
+    }
+}
+
+/// The addresses the VMs' metadata records and the store does not (a lost or restored state
+/// file), as the allocations they were. Pure.
+public func unrecorded(_ vms: [RecordedAddresses], allocations: [Allocation]) -> [Allocation] {
+    let held = Set(allocations.map { "\($0.network) \($0.address)" })
+    return vms.flatMap { vm in
+        vm.addresses.filter { !held.contains("\($0.network) \($0.address)") }.map {
+            Allocation(pool: $0.pool, network: $0.network, address: $0.address, ownerUUID: vm.uuid, ownerName: vm.name, mac: $0.mac)
+        }
+    }
+}
+
+/// The `adoptable` findings for those: fixable where the pool still exists. Pure.
+public func adoptable(_ vms: [RecordedAddresses], allocations: [Allocation], pools: [Pool]) -> [Finding] {
+    let poolNames = Set(pools.map(\.name))
+    return unrecorded(vms, allocations: allocations).map { lost in
+        Finding(kind: .adoptable, network: lost.network, address: lost.address, mac: lost.mac, pool: lost.pool,
+                owner: lost.ownerName, presentIn: nil, fixable: poolNames.contains(lost.pool))
+    }
 }

@@ -1,4 +1,5 @@
 public import Libvirt
+public import LibvirtXML
 
 /// Looking objects up by name, where only libvirt's own "no such object" means absent: any other
 /// failure (a lost connection, say) is reported as itself, never taken for "gone".
@@ -45,4 +46,14 @@ extension Connection {
 /// A libvirt call whose failure is reported as `cannot ACTION: libvirt's words`.
 func libvirtCall<T>(_ action: @autoclosure () -> String, _ body: () async throws(LibvirtError) -> T) async throws(ProvisioningError) -> T {
     do { return try await body() } catch { throw ProvisioningError(while: action(), error) }
+}
+
+extension Network {
+    /// The network's definition, live unless `inactive`.
+    public func definition(inactive: Bool = false) async throws(ProvisioningError) -> NetworkDefinition {
+        let xml = try await libvirtCall("read network \(name)") { () async throws(LibvirtError) in try await self.xml(inactive: inactive) }
+        do { return try NetworkDefinition(xml: xml) } catch {
+            throw ProvisioningError(.libvirt, "cannot read network \(name): \(error)", cause: error)
+        }
+    }
 }

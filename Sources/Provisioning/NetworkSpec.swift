@@ -92,6 +92,10 @@ extension NetworkSpec {
         case .isolated:
             break
         }
+        // libvirt 9.0 writes the domain name back unescaped: only a DNS name may go in.
+        if let domain, !isHostName(domain) {
+            throw ProvisioningError.invalid("invalid DNS domain '\(domain)': use letters, digits, '-' and dots, labels of at most 63")
+        }
         if forwardDevice != nil && !(mode == .nat || mode == .route) {
             throw ProvisioningError.invalid("--forward-dev applies to nat and route networks, not \(mode.rawValue)")
         }
@@ -158,6 +162,10 @@ public func ipConfig(subnet text: String, gateway: String?, dhcp: String?, famil
     guard let subnet = Subnet(text) ?? Subnet(containingText: text), subnet.family == family else {
         throw ProvisioningError.invalid("invalid \(flag) '\(text)': give an \(family) subnet in CIDR form, such as \(family == .ipv4 ? "10.0.10.0/24" : "2001:db8:aa::/64")")
     }
+    // ::ffff:a.b.c.d is IPv4 written as IPv6: no IPv6 host or guest can use such a subnet.
+    if family == .ipv6, let mapped = Subnet("::ffff:0:0/96"), mapped.overlaps(subnet) {
+        throw ProvisioningError.invalid("invalid \(flag) '\(text)': an IPv4-mapped IPv6 subnet (::ffff:0:0/96) is IPv4; give the IPv4 subnet as such")
+    }
     let gatewayAddress: IPAddress
     if let gateway {
         guard let parsed = IPAddress(gateway), parsed.family == family else {
@@ -167,7 +175,14 @@ public func ipConfig(subnet text: String, gateway: String?, dhcp: String?, famil
     } else if let given = Subnet.hostPart(of: text) {
         gatewayAddress = given  // 10.0.10.1/24: the address given is the gateway
     } else {
-        gatewayAddress = IPAddress(family: family, number: subnet.network.number + 1)
+        // The first address after the network's own; a /32 or /128 has none.
+        let (next, overflow) = subnet.network.number.addingReportingOverflow(1)
+        let candidate = IPAddress(family: family, number: next)
+        guard !overflow, subnet.contains(candidate) else {
+            throw ProvisioningError.invalid("invalid \(flag) '\(text)': the subnet has no address for the host's gateway",
+                                            hint: "give a larger subnet, or the gateway itself")
+        }
+        gatewayAddress = candidate
     }
     var range: AddressRange?
     if let dhcp {

@@ -3,21 +3,21 @@ import Foundation
 public import HostFirewall
 public import Libvirt
 public import LibvirtXML
-public import Logging
+import Logging
 
 /// Networks of every mode: defined from a `NetworkSpec`, compared with what exists, listed,
 /// started, stopped and destroyed, and the host firewall of open networks.
 public struct Networks: Sendable {
-    public let connection: Connection
-    /// The libvirt URI (a local one lets vmctl read and change this host's interfaces and firewall).
-    public let uri: String
-    public let logger: Logger
+    /// The connection; a local one lets vmctl read and change this host's interfaces and firewall.
+    public let session: Session
 
-    public init(connection: Connection, uri: String, logger: Logger) {
-        self.connection = connection
-        self.uri = uri
-        self.logger = logger
+    public init(session: Session) {
+        self.session = session
     }
+
+    private var connection: Connection { session.connection }
+    private var uri: String { session.uri }
+    private var logger: Logger { session.logger }
 
     /// What `create` did: made the network, or found the same one there.
     public enum Outcome: Sendable { case created, unchanged, replaced }
@@ -156,10 +156,7 @@ public struct Networks: Sendable {
 
     /// The network's definition, live unless `inactive`.
     public func definition(of network: Network, inactive: Bool = false) async throws(ProvisioningError) -> NetworkDefinition {
-        let xml = try await libvirtCall("read network \(network.name)") { () async throws(LibvirtError) in try await network.xml(inactive: inactive) }
-        do { return try NetworkDefinition(xml: xml) } catch {
-            throw ProvisioningError(.libvirt, "cannot read network \(network.name): \(error)", cause: error)
-        }
+        try await network.definition(inactive: inactive)
     }
 
     // MARK: The host firewall of open networks

@@ -23,7 +23,7 @@ public struct Pools: Sendable {
         guard let libvirtNetwork = try await connection.networkIfExists(network) else {
             throw ProvisioningError(.notFound, "network \(network) does not exist", hint: "create it first, or check the connection URI")
         }
-        let definition = try await Networks(connection: connection, uri: "", logger: logger).definition(of: libvirtNetwork, inactive: true)
+        let definition = try await libvirtNetwork.definition(inactive: true)
         let pools = try await state.run { store throws(StoreError) in try store.pools() }
         let pool = try Self.plan(name, network: network, ranges: ranges, exclusions: exclusions, allUsable: allUsable,
                                  definition: definition, others: pools)

@@ -2,26 +2,25 @@ import Addressing
 import AllocationStore
 import Foundation
 public import HostFirewall
-public import Libvirt
+import Libvirt
 import LibvirtXML
-public import Logging
+import Logging
 
 /// Host ports forwarded to guests on nat and open networks: recorded in the store, and the
 /// network's DNAT rules rebuilt whole from it on every change.
 public struct PortForwards: Sendable {
     public let state: State
-    public let connection: Connection
-    public let uri: String
-    public let logger: Logger
+    public let session: Session
 
-    public init(state: State, connection: Connection, uri: String, logger: Logger) {
+    public init(state: State, session: Session) {
         self.state = state
-        self.connection = connection
-        self.uri = uri
-        self.logger = logger
+        self.session = session
     }
 
-    private var networks: Networks { Networks(connection: connection, uri: uri, logger: logger) }
+    private var connection: Connection { session.connection }
+    private var uri: String { session.uri }
+    private var logger: Logger { session.logger }
+    private var networks: Networks { session.networks }
 
     /// Forwards `hostPort` to `vm`'s `guestPort`; the VM's IPv4 address on the network is looked up now.
     public func add(on name: String, proto: TransportProtocol, hostPort: Int, vm: String, guestPort: Int) async throws(ProvisioningError) -> PortForwardView {

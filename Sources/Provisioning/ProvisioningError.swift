@@ -90,9 +90,12 @@ extension ProvisioningError {
         self.init(code, error.description, hint: hint, cause: error)
     }
 
-    /// Whether the store said the address is not allocated (released already).
+    /// Whether the store said the address is not allocated, or its pool is gone: released already.
     var isNotAllocated: Bool {
-        if case .notAllocated? = cause as? StoreError { true } else { false }
+        switch cause as? StoreError {
+        case .notAllocated?, .noSuchPool?: true
+        default: false
+        }
     }
 
     /// A bad value given by the caller: `invalid WHAT 'VALUE': what is allowed`.

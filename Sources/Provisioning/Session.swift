@@ -28,14 +28,14 @@ public struct Session: Sendable {
         }
     }
 
-    public var networks: Networks { Networks(connection: connection, uri: uri, logger: logger) }
+    public var networks: Networks { Networks(session: self) }
     public var reader: VMReader { VMReader(connection: connection) }
 
     public func reservations(_ state: State) -> Reservations { Reservations(state: state, connection: connection) }
     public func doctor(_ state: State) -> Doctor { Doctor(state: state, connection: connection, logger: logger) }
-    public func portForwards(_ state: State) -> PortForwards { PortForwards(state: state, connection: connection, uri: uri, logger: logger) }
+    public func portForwards(_ state: State) -> PortForwards { PortForwards(state: state, session: self) }
     public func destroyer(_ state: State, force: Bool, grace: Duration) -> Destroyer {
-        Destroyer(state: state, connection: connection, uri: uri, force: force, grace: grace, logger: logger)
+        Destroyer(state: state, session: self, force: force, grace: grace)
     }
 
     /// What `vmctl info` reports.

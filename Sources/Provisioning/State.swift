@@ -12,8 +12,14 @@ public struct State: Sendable {
         self.store = store
     }
 
-    /// Opens (creating if needed) the state file at `path`.
-    public static func open(_ path: String) async throws(ProvisioningError) -> State {
+    /// Opens (creating if needed) the state file at `path`. A symbolic link there is refused
+    /// unless `followingLink` (the user named that path explicitly): a link planted at the
+    /// default path must not redirect vmctl's writes.
+    public static func open(_ path: String, followingLink: Bool = false) async throws(ProvisioningError) -> State {
+        var status = stat()
+        if !followingLink, lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFLNK {
+            throw ProvisioningError(.conflict, "state file \(path) is a symbolic link", hint: "name it explicitly to use it, or remove the link")
+        }
         let opened: Result<AllocationStore, StoreError> = await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
                 continuation.resume(returning: Result { () throws(StoreError) in try AllocationStore(path: path) })

@@ -106,17 +106,49 @@ private func overlays(in pool: StoragePool) async throws(LibvirtError) -> [Strin
     return overlays
 }
 
-/// The format and virtual size of a local image file: qcow2 (read from its header) or raw.
-func probeImage(_ path: String) throws(ProvisioningError) -> (format: String, virtualSize: UInt64) {
-    guard let handle = FileHandle(forReadingAtPath: path) else {
+/// The format and virtual size of a local image file, checked: a regular file or block device;
+/// qcow2 with a sane header (version 2 or 3, cluster size 512 B to 2 MiB, virtual size within
+/// qcow2's limit), or raw, which is taken only when `format` says `raw` or the file really is a
+/// disk image (an MBR boot signature or a GPT header), so that a text file or a truncated
+/// download is refused by name.
+public func probeImage(_ path: String, format: String? = nil) throws(ProvisioningError) -> (format: String, virtualSize: UInt64) {
+    var status = stat()
+    guard stat(path, &status) == 0 else {
         throw ProvisioningError(.notFound, "cannot read image \(path)", hint: "give the path of an existing qcow2 or raw image")
     }
+    let kind = status.st_mode & S_IFMT
+    guard kind == S_IFREG || kind == S_IFBLK else {
+        let what = kind == S_IFDIR ? "a directory" : kind == S_IFCHR ? "a character device" : "not a regular file"
+        throw ProvisioningError(.invalidValue, "image \(path) is \(what)", hint: "give a qcow2 or raw image file, or a block device")
+    }
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+        throw ProvisioningError(.file, "cannot read image \(path)", hint: "check its permissions")
+    }
     defer { try? handle.close() }
-    let header = (try? handle.read(upToCount: 32)) ?? Data()
-    if header.count >= 32, header.prefix(4) == Data([0x51, 0x46, 0x49, 0xfb]) {
-        let size = header[24..<32].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    let header = (try? handle.read(upToCount: 1024)) ?? Data()
+    let fileSize = kind == S_IFBLK ? ((try? handle.seekToEnd()) ?? 0) : UInt64(status.st_size)
+    func bigEndian(_ range: Range<Int>) -> UInt64 { header[range].reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+    let isQcow2 = header.count >= 4 && header.prefix(4) == Data([0x51, 0x46, 0x49, 0xfb])
+    if isQcow2 && format != "raw" {
+        let version = header.count >= 8 ? bigEndian(4..<8) : 0
+        let clusterBits = header.count >= 24 ? bigEndian(20..<24) : 0
+        let size = header.count >= 32 ? bigEndian(24..<32) : UInt64.max
+        guard header.count >= 72, version == 2 || version == 3, (9...21).contains(clusterBits), size > 0,
+              size <= ByteSize.qcow2Limit.bytes else {
+            throw ProvisioningError(.invalidValue, "image \(path) has a qcow2 signature but no valid qcow2 header (version \(version), virtual size \(size))",
+                                    hint: "check the file (qemu-img check), or download it again")
+        }
         return ("qcow2", size)
     }
-    let size = (try? handle.seekToEnd()) ?? 0
-    return ("raw", size)
+    if format == "qcow2" {
+        throw ProvisioningError(.invalidValue, "image \(path) is not qcow2", hint: "give a qcow2 image, or say raw")
+    }
+    let mbr = header.count >= 512 && header[510] == 0x55 && header[511] == 0xaa
+    let gpt = header.count >= 520 && header[512..<520] == Data("EFI PART".utf8)
+    guard format == "raw" || mbr || gpt else {
+        throw ProvisioningError(.invalidValue, "image \(path) is neither qcow2 nor a disk image (no partition table)",
+                                hint: "give a qcow2 image, or say raw if it is a raw disk")
+    }
+    guard fileSize > 0 else { throw ProvisioningError(.invalidValue, "image \(path) is empty", hint: "give a qcow2 or raw image") }
+    return ("raw", fileSize)
 }

@@ -87,7 +87,7 @@ public func waitForAddresses(of domain: Domain, on connection: Connection, timeo
     for name in Set(definition.networks) {
         guard let network = try await connection.networkIfExists(name) else { continue }
         networks[name] = network
-        definitions[name] = try await Networks(connection: connection, uri: "", logger: .init(label: "vmctl")).definition(of: network)
+        definitions[name] = try await network.definition()
     }
     let expectations = AddressExpectation.of(definition, networks: definitions)
     let deadline = ContinuousClock.now + timeout

@@ -18,6 +18,9 @@ public struct Create: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Base image: the VM's root disk is a qcow2 overlay on it.", valueName: "path"), completion: .file())
     var image: String?
+    @Option(help: ArgumentHelp("qcow2 or raw: take --image as this format (default: qcow2 by its header, raw only if it holds a partition table).",
+                               valueName: "format"))
+    var imageFormat: String?
     @Option(help: ArgumentHelp("Size of the root disk: grows the overlay, or without --image makes a blank one.", valueName: "size"))
     var diskSize: String?
     @Option(name: .customLong("disk"), help: ArgumentHelp("A blank data disk (repeatable).", valueName: "size=SIZE"))
@@ -48,6 +51,7 @@ public struct Create: AsyncParsableCommand {
     var storagePool = VMStorage.defaultName
     @Option(help: ArgumentHelp("Write the serial console to this file (on the libvirt host).", valueName: "path"))
     var consoleLog: String?
+    @Flag(help: "Append to an existing --console-log file (without it, an existing file is refused).") var consoleLogAppend = false
     @Option(help: ArgumentHelp("Directory with domain.xml.mustache (default: $VMCTL_TEMPLATES, else vmctl's own XML).", valueName: "dir"),
             completion: .directory)
     var templates: String?
@@ -81,12 +85,12 @@ public struct Create: AsyncParsableCommand {
         var expiresAt: Date?
         if let ttl { expiresAt = Date().addingTimeInterval(try parseDuration(ttl)) }
         let plan = CreatePlan(
-            name: name, image: image, diskSize: rootSize, dataDisks: dataSizes, nics: nics,
+            name: name, image: image, imageFormat: imageFormat, diskSize: rootSize, dataDisks: dataSizes, nics: nics,
             sshKeyFiles: sshKeys, userDataFile: userData, cloudInit: !noCloudInit,
             kernel: kernel, initrd: initrd, cmdline: cmdline,
             memoryMiB: memoryMiB, vcpus: vcpus, virtType: virtType ?? optionOrEnvironment(nil, "VMCTL_VIRT_TYPE").flatMap(VirtType.init),
             autostart: autostart, labels: labelValues, expiresAt: expiresAt,
-            storagePool: storagePool, consoleLog: consoleLog)
+            storagePool: storagePool, consoleLog: consoleLog, consoleLogAppend: consoleLogAppend)
         try plan.validate()
         return plan
     }
@@ -99,7 +103,8 @@ public struct Create: AsyncParsableCommand {
         let state = try await state.open()
         let session = try await global.connect()
         let showProgress = !output.quiet && isatty(STDERR_FILENO) == 1
-        let creation = Creation(plan: plan, state: state, connection: session.connection, templates: templates, logger: session.logger) { step in
+        let creation = Creation(plan: plan, state: state, connection: session.connection, templates: templates, logger: session.logger,
+                                isLocalHost: isLocal(session.uri)) { step in
             if showProgress { Output.say(step) }
         }
         let domain = try await creation.run()

@@ -49,7 +49,9 @@ public struct StateOptions: ParsableArguments {
 
     func open() async throws(ProvisioningError) -> State {
         do {
-            return try await State.open(path)
+            return try await State.open(path, followingLink: stateOption != nil)
+        } catch where error.code == .conflict {
+            throw error.hinted("give it with --state to use it, or remove the link")
         } catch where error.code == .store {
             throw error.hinted("check the path (--state or VMCTL_STATE) and its permissions")
         }

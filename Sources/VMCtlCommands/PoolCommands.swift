@@ -121,7 +121,7 @@ public struct PoolCommand: AsyncParsableCommand {
             guard let parsed = MACAddress(mac) else {
                 throw ValidationError("invalid --mac '\(mac)': give six hex bytes, such as 52:54:00:12:34:56")
             }
-            if parsed.isMulticast { throw ValidationError("invalid --mac '\(mac)': a multicast address cannot be a NIC's") }
+            if !parsed.isUsableByNIC { throw ValidationError("invalid --mac '\(mac)': a NIC's MAC is unicast and not all zeros") }
             if owner.isEmpty { throw ValidationError("--owner must not be empty") }
             for text in addresses where IPAddress(text) == nil {
                 throw ValidationError("invalid --ip '\(text)': give one IPv4 or IPv6 address")

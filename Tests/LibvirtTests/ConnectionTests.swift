@@ -68,7 +68,7 @@ struct ConnectionTests {
 
     @Test("blocking calls run on dedicated threads, not on the cooperative pool")
     func blockingThreads() async throws {
-        let name = await blocking { Thread.current.name }
+        let name = await blocking { BlockingCalls.currentThreadName }
         #expect(name == "libvirt-call")
         // Many calls blocked at once still all finish: the pool grows instead of starving.
         let gate = DispatchSemaphore(value: 0)

@@ -32,8 +32,13 @@ public func runProcess(_ executable: String, _ arguments: [String], environment:
         standardError: try String(contentsOf: errorURL, encoding: .utf8))
 }
 
-/// The `vmctl` executable built next to the test bundle.
+/// The `vmctl` executable under test: `$VMCTL_TEST_BINARY` (scripts/test sets it to the release
+/// build for its second pass), else the one built next to the test bundle.
 public func vmctlExecutable() throws -> String {
+    if let chosen = ProcessInfo.processInfo.environment["VMCTL_TEST_BINARY"], !chosen.isEmpty {
+        guard FileManager.default.isExecutableFile(atPath: chosen) else { throw TestSupportError("VMCTL_TEST_BINARY \(chosen) is not an executable") }
+        return chosen
+    }
     let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let candidate = bundle.appendingPathComponent("vmctl").path
     guard FileManager.default.isExecutableFile(atPath: candidate) else {
