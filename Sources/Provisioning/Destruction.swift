@@ -131,7 +131,11 @@ public struct Destroyer: Sendable {
         }
         try await state.run { store throws(StoreError) in
             for forward in forwards {
-                _ = try store.removePortForward(network: forward.network, proto: forward.proto, hostPort: forward.hostPort)
+                do throws(StoreError) {
+                    _ = try store.removePortForward(network: forward.network, proto: forward.proto, hostPort: forward.hostPort)
+                } catch {
+                    guard case .noPortForward = error else { throw error }  // else: removed by a concurrent destroy
+                }
             }
         }
         let portForwards = PortForwards(state: state, session: session)

@@ -1,20 +1,21 @@
 import AllocationStore
 public import Foundation
-public import Libvirt
-public import Logging
+import Libvirt
+import Logging
 
 /// `vmctl doctor`: compares the store, the networks' DHCP host entries (live and persistent),
 /// the leases and the domains, and repairs what can be repaired.
 public struct Doctor: Sendable {
     public let state: State
-    public let connection: Connection
-    public let logger: Logger
+    public let session: Session
 
-    public init(state: State, connection: Connection, logger: Logger) {
+    public init(state: State, session: Session) {
         self.state = state
-        self.connection = connection
-        self.logger = logger
+        self.session = session
     }
+
+    private var connection: Connection { session.connection }
+    private var logger: Logger { session.logger }
 
     private var reservations: Reservations { Reservations(state: state, connection: connection) }
 

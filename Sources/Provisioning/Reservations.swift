@@ -84,6 +84,11 @@ public struct Reservations: Sendable {
         do {
             try await network.update(command, .dhcpHost, parentIndex: index, xml: host.xml, affecting: copies)
         } catch {
+            // A concurrent release (two destroys of one VM) may have deleted it first: gone is done.
+            if command == .delete, error.code == .operationInvalid,
+               let now = try? await views(of: network), now.copies(holding: host, at: index).intersection(copies).isEmpty {
+                return
+            }
             let verb = command == .delete ? "remove the DHCP host entry for" : "add the DHCP host entry for"
             throw ProvisioningError(.libvirt, "cannot \(verb) \(host.address?.description ?? "?") on network \(network.name): \(error.message)",
                                     hint: "retry, or see vmctl doctor", cause: error)

@@ -32,7 +32,7 @@ public struct Session: Sendable {
     public var reader: VMReader { VMReader(connection: connection) }
 
     public func reservations(_ state: State) -> Reservations { Reservations(state: state, connection: connection) }
-    public func doctor(_ state: State) -> Doctor { Doctor(state: state, connection: connection, logger: logger) }
+    public func doctor(_ state: State) -> Doctor { Doctor(state: state, session: self) }
     public func portForwards(_ state: State) -> PortForwards { PortForwards(state: state, session: self) }
     public func destroyer(_ state: State, force: Bool, grace: Duration) -> Destroyer {
         Destroyer(state: state, session: self, force: force, grace: grace)

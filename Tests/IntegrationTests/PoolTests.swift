@@ -25,18 +25,13 @@ extension Integration {
             #expect(pool.status == 0, "\(pool.standardError)")
             #expect(pool.standardOutput.contains("size:        16"), "\(pool.standardOutput)")
 
-            let executable = try vmctlExecutable()
-            let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
-                for index in 0..<20 {
-                    group.addTask {
-                        try runProcess(executable, [
-                            "pool", "reserve", "p-\(id)", "--mac", String(format: "52:54:00:aa:%02x:%02x", octet, index),
-                            "--owner", "vm\(index)",
-                        ], environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
+            // All 20 started first and released at once; the test checks that they really ran together.
+            let run = try runTogether(try vmctlExecutable(), (0..<20).map { index in
+                ["pool", "reserve", "p-\(id)", "--mac", String(format: "52:54:00:aa:%02x:%02x", octet, index), "--owner", "vm\(index)"]
+            }, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+            print("pools: 20 concurrent reserves: \(run.description)")
+            #expect(run.allOverlapped, "\(run.description)")
+            let results = run.results
             let succeeded = results.filter { $0.status == 0 }
             let failed = results.filter { $0.status != 0 }
             let addresses = succeeded.map { $0.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) }

@@ -340,17 +340,15 @@ extension Integration {
               .timeLimit(.minutes(5)))
         func parallelCreates() async throws {
             try await Setup.with { setup in
-                let executable = try vmctlExecutable()
                 let environment = ProcessInfo.processInfo.environment.merging(setup.environment) { $1 }
                 let names = (1...10).map { "ivp-\(setup.id)-\($0)" }
-                let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
-                    for name in names {
-                        let arguments = setup.createArguments(name, [
-                            "--image", setup.image, "--network", "ivn-\(setup.id),pool=pn-\(setup.id)", "--label", "job=\(setup.id)", "-q"])
-                        group.addTask { try runProcess(executable, arguments, environment: environment) }
-                    }
-                    return try await group.reduce(into: []) { $0.append($1) }
-                }
+                // All 10 started first and released at once; the test checks that they really ran together.
+                let run = try runTogether(try vmctlExecutable(), names.map { name in
+                    setup.createArguments(name, ["--image", setup.image, "--network", "ivn-\(setup.id),pool=pn-\(setup.id)", "--label", "job=\(setup.id)", "-q"])
+                }, environment: environment)
+                print("lifecycle: 10 concurrent creates: \(run.description)")
+                #expect(run.allOverlapped, "\(run.description)")
+                let results = run.results
                 for result in results { #expect(result.status == 0, "\(result.standardError)") }
                 #expect(Set(results.map { $0.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) }) == Set(names))
                 let listed = try setup.vmctl("list", "--label", "job=\(setup.id)", "--format", "json")

@@ -79,3 +79,61 @@ public func goldenMismatch(_ actual: String, at url: URL) -> String? {
     }
     return "\(url.lastPathComponent) differs"
 }
+
+/// Processes started together and running at once: what `runTogether` saw.
+public struct TogetherRun: Sendable {
+    public var results: [ProcessResult]
+    /// When each process began its work and ended it (CLOCK_REALTIME nanoseconds, as `date +%s%N`
+    /// records them in the wrapper around it).
+    public var spans: [(start: UInt64, end: UInt64)]
+
+    /// Whether one moment lay inside every span: all of them ran at the same time.
+    public var allOverlapped: Bool { (spans.map(\.start).max() ?? 0) < (spans.map(\.end).min() ?? 0) }
+
+    public var description: String {
+        let first = spans.map(\.start).min() ?? 0, last = spans.map(\.start).max() ?? 0, end = spans.map(\.end).min() ?? 0
+        return "\(spans.count) processes: all started within \((last - first) / 1_000_000) ms, the first ended \((Int64(end) - Int64(last)) / 1_000_000) ms after the last started"
+    }
+}
+
+/// Starts every process of `argumentLists` (each `executable ARGS`) first, holds them at a
+/// barrier until all are up, releases them at once, then waits for all: a real test of
+/// contention, which starting them one blocking call at a time is not (a cooperative pool of
+/// two threads runs them two at a time). Each records when it starts and ends its work.
+public func runTogether(_ executable: String, _ argumentLists: [[String]], environment: [String: String]) throws -> TogetherRun {
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-together-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let go = scratch.appendingPathComponent("go").path
+    // sh waits without forking until the barrier file appears, then runs the command, timing it.
+    let script = #"""
+        touch "$1.ready"; while [ ! -e "$2" ]; do :; done
+        date +%s%N > "$1.start"; "$3" "${@:4}" > "$1.out" 2> "$1.err"; status=$?; date +%s%N > "$1.end"; exit $status
+        """#
+    var processes: [(Process, String)] = []
+    for (index, arguments) in argumentLists.enumerated() {
+        let base = scratch.appendingPathComponent("p\(index)").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", script, "together", base, go, executable] + arguments
+        process.environment = environment
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        processes.append((process, base))
+    }
+    let deadline = Date().addingTimeInterval(60)
+    while processes.contains(where: { !FileManager.default.fileExists(atPath: $0.1 + ".ready") }), Date() < deadline {
+        usleep(1000)
+    }
+    _ = FileManager.default.createFile(atPath: go, contents: nil)
+    var results: [ProcessResult] = []
+    var spans: [(start: UInt64, end: UInt64)] = []
+    for (process, base) in processes {
+        process.waitUntilExit()
+        func read(_ suffix: String) -> String { (try? String(contentsOfFile: base + suffix, encoding: .utf8)) ?? "" }
+        results.append(ProcessResult(status: process.terminationStatus, standardOutput: read(".out"), standardError: read(".err")))
+        spans.append((UInt64(read(".start").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0,
+                      UInt64(read(".end").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0))
+    }
+    return TogetherRun(results: results, spans: spans)
+}
