@@ -56,5 +56,5 @@ public struct VMCtl: AsyncParsableCommand {
     }
 }
 
-/// `vmctl --version`: the version, and the commit it was built from when the build knew it.
+/// `vmctl --version`: the version.
 let vmctlVersion = "0.2.0"
