@@ -81,15 +81,15 @@ public struct FirewallRules: Equatable, Sendable {
                         Rule([.outInterface(bridge)], .reject)]
     }
 
+    /// The comment heading the IPv4 and the IPv6 restore input, printed and applied alike.
+    public var ipv4Header: String { "vmctl: host firewall for open network \(network) (bridge \(bridge)); iptables-restore --noflush" }
+    public var ipv6Header: String { "vmctl: host IPv6 firewall for open network \(network) (bridge \(bridge)); ip6tables-restore --noflush" }
+
     /// iptables-restore input for IPv4.
-    public var iptables: String {
-        ipv4Rules.iptablesRestore(header: "vmctl: host firewall for open network \(network) (bridge \(bridge)); iptables-restore --noflush")
-    }
+    public var iptables: String { ipv4Rules.iptablesRestore(header: ipv4Header) }
 
     /// ip6tables-restore input, or `nil` without IPv6.
-    public var ip6tables: String? {
-        ipv6Rules?.iptablesRestore(header: "vmctl: host IPv6 firewall for open network \(network) (bridge \(bridge)); ip6tables-restore --noflush")
-    }
+    public var ip6tables: String? { ipv6Rules?.iptablesRestore(header: ipv6Header) }
 
     /// The jumps from the built-in chains into vmctl's, for iptables (`ipv6` false) or ip6tables.
     public func jumps(ipv6 family6: Bool) -> [Jump] {

@@ -44,7 +44,8 @@ public struct PortForwardRules: Equatable, Sendable {
         ])
     }
 
-    public var iptables: String {
-        rules.iptablesRestore(header: "vmctl: port forwards to guests on bridge \(bridge); iptables-restore --noflush")
-    }
+    /// The comment heading the restore input, printed and applied alike.
+    public var header: String { "vmctl: port forwards to guests on bridge \(bridge); iptables-restore --noflush" }
+
+    public var iptables: String { rules.iptablesRestore(header: header) }
 }

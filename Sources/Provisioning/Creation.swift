@@ -102,6 +102,9 @@ public struct Creation: Sendable {
         async let exists = outcome { () async throws(ProvisioningError) in try await connection.domainIfExists(plan.name) != nil }
         async let type = outcome { () async throws(ProvisioningError) in try await virtType() }
         async let survey = outcome { () async throws(ProvisioningError) in plan.nics.isEmpty ? Survey() : try await surveyConnection() }
+        async let node = outcome { () async throws(ProvisioningError) in
+            try await libvirtCall("read the host's size") { () async throws(LibvirtError) in try await connection.nodeInfo() }
+        }
         let local = localChecks()
         if try await exists.get() {
             throw ProvisioningError(.alreadyExists, "VM \(plan.name) already exists", hint: "pick another name, or vmctl destroy \(plan.name) first")
@@ -109,24 +112,22 @@ public struct Creation: Sendable {
         let (image, sshKeys, userData) = try local.get()
         let pools = plan.nics.isEmpty ? [] : try await state.run { store throws(StoreError) in try store.pools() }
         let domainType = try await type.get()
-        try await checkHostLimits(domainType)
+        try await checkHostLimits(domainType, node: try await node.get())
         return Checked(virtType: domainType, image: image,
                        nics: try Self.assignNICs(plan, survey: try await survey.get(), pools: pools),
                        sshKeys: sshKeys, userData: userData)
     }
 
     /// Memory within the host's, vCPUs within what the hypervisor allows for the domain type.
-    private func checkHostLimits(_ type: VirtType) async throws(ProvisioningError) {
-        let (node, maxVCPUs) = try await libvirtCall("read the host's size") { () async throws(LibvirtError) -> (NodeInfo, Int) in
-            async let node = connection.nodeInfo()
-            async let vcpus = connection.maxVCPUs(type: type.rawValue)
-            do { return (try await node, try await vcpus) } catch let error as LibvirtError { throw error } catch {
-                throw LibvirtError(code: .internalError, domain: .none, message: "\(error)")
-            }
-        }
+    private func checkHostLimits(_ type: VirtType, node: NodeInfo) async throws(ProvisioningError) {
         if plan.memoryMiB > node.memoryKiB / 1024 {
             throw ProvisioningError(.invalidValue, "invalid memory \(ByteSize(bytes: plan.memoryMiB << 20)): the host has \(node.memoryKiB / 1024) MiB",
                                     hint: "give at most the host's memory")
+        }
+        // Every hypervisor takes one vCPU: the common create needs no second round trip.
+        guard plan.vcpus > 1 else { return }
+        let maxVCPUs = try await libvirtCall("read the most vCPUs a \(type.rawValue) domain may have") { () async throws(LibvirtError) in
+            try await connection.maxVCPUs(type: type.rawValue)
         }
         if plan.vcpus > maxVCPUs {
             throw ProvisioningError(.invalidValue, "invalid vCPU count \(plan.vcpus): \(type.rawValue) domains take at most \(maxVCPUs) here")

@@ -109,9 +109,8 @@ public struct Destroyer: Sendable {
         let forwards = try await state.run { store throws(StoreError) in try store.portForwards() }.filter { $0.vm == definition.name }
         // Checked first, so that nothing is stopped or released when the rules cannot be rebuilt here.
         var bridges: [String: String] = [:]
-        let networks = session.networks
         for network in Set(forwards.map(\.network)) {
-            let bridge = try await networks.definition(of: try await connection.existingNetwork(network)).bridge ?? ""
+            let bridge = try await connection.existingNetwork(network).definition().bridge ?? ""
             try requireBridgeHere(bridge, network: network, uri: uri)
             bridges[network] = bridge
         }

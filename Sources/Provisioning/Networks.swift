@@ -19,14 +19,11 @@ public struct Networks: Sendable {
     private var uri: String { session.uri }
     private var logger: Logger { session.logger }
 
-    /// What `create` did: made the network, or found the same one there.
-    public enum Outcome: Sendable { case created, unchanged, replaced }
-
     /// The other networks and the host's interfaces, for checking a new network against.
     public func surroundings() async throws(ProvisioningError) -> NetworkSurroundings {
         var surroundings = NetworkSurroundings()
         for network in try await libvirtCall("list the networks", { () async throws(LibvirtError) in try await connection.networks() }) {
-            let definition = try await definition(of: network, inactive: false)
+            let definition = try await network.definition()
             surroundings.networks.append((network.name, definition.bridge, definition.ips.map(\.subnet)))
         }
         for name in (try? await connection.interfaceNames()) ?? [] { surroundings.interfaces[name] = [] }
@@ -42,21 +39,20 @@ public struct Networks: Sendable {
     public func existing(_ name: String) async throws(ProvisioningError) -> (Network, NetworkDefinition)? {
         guard let network = try await connection.networkIfExists(name) else { return nil }
         let persistent = try await libvirtCall("read network \(name)") { () async throws(LibvirtError) in try await network.isPersistent() }
-        return (network, try await definition(of: network, inactive: persistent))
+        return (network, try await network.definition(inactive: persistent))
     }
 
     /// Defines and starts the network `spec` describes. An identical network already there is
     /// started if needed and left as it is; a different one is an error unless `replace`.
     public func create(_ spec: NetworkSpec, existing: (Network, NetworkDefinition)?, templates: Templates, autostart: Bool,
-                       replace: Bool) async throws(ProvisioningError) -> (Outcome, Network) {
-        var outcome = Outcome.created
+                       replace: Bool) async throws(ProvisioningError) -> Network {
         if let (network, definition) = existing {
             let differences = NetworkSummary(definition).differences(to: NetworkSummary(spec))
             if differences.isEmpty {
                 try await libvirtCall("start network \(spec.name)") { () async throws(LibvirtError) in
                     if try await !network.isActive() { try await network.start() }
                 }
-                return (.unchanged, network)
+                return network
             }
             guard replace else {
                 throw ProvisioningError(.conflict, "network \(spec.name) exists with another definition (\(differences.joined(separator: "; ")))",
@@ -67,7 +63,6 @@ public struct Networks: Sendable {
                 if try await network.isActive() { try await network.destroy() }
                 try await network.undefine()
             }
-            outcome = .replaced
         }
         let xml = try templates.render(spec.configuration)
         let network: Network
@@ -84,7 +79,7 @@ public struct Networks: Sendable {
             try? await network.undefine()
             throw ProvisioningError(.libvirt, "network \(network.name) could not be started: \(error.message)", hint: "nothing was defined", cause: error)
         }
-        return (outcome, network)
+        return network
     }
 
     /// How vmctl describes a network: its persistent (else live) definition, and its state.
@@ -101,7 +96,7 @@ public struct Networks: Sendable {
         } catch {
             throw ProvisioningError(.libvirt, "cannot read network \(network.name): \(error)")
         }
-        return NetworkSummary(try await definition(of: network, inactive: persistent), active: active, autostart: autostart)
+        return NetworkSummary(try await network.definition(inactive: persistent), active: active, autostart: autostart)
     }
 
     /// Every network, in name order.
@@ -154,17 +149,12 @@ public struct Networks: Sendable {
         return network
     }
 
-    /// The network's definition, live unless `inactive`.
-    public func definition(of network: Network, inactive: Bool = false) async throws(ProvisioningError) -> NetworkDefinition {
-        try await network.definition(inactive: inactive)
-    }
-
     // MARK: The host firewall of open networks
 
     /// The rules an open network needs; other modes are refused (libvirt owns their firewall).
     public func firewallRules(_ name: String) async throws(ProvisioningError) -> FirewallRules {
         let network = try await connection.existingNetwork(name)
-        let definition = try await definition(of: network)
+        let definition = try await network.definition()
         guard definition.forwardMode == "open" else {
             throw ProvisioningError(.conflict, "network \(name) is \(definition.forwardMode ?? "isolated"): libvirt manages its firewall",
                                     hint: "vmctl network firewall is for open networks")
@@ -185,9 +175,9 @@ public struct Networks: Sendable {
             if nft {
                 try await firewall.applyNFT(rules.nft)
             } else {
-                try await firewall.apply(rules.ipv4Rules, header: "vmctl: host firewall for open network \(rules.network) (bridge \(rules.bridge))")
+                try await firewall.apply(rules.ipv4Rules, header: rules.ipv4Header)
                 if let v6 = rules.ipv6Rules {
-                    try await firewall.apply(v6, header: "vmctl: host IPv6 firewall for open network \(rules.network) (bridge \(rules.bridge))")
+                    try await firewall.apply(v6, header: rules.ipv6Header)
                 }
             }
         } catch {

@@ -20,12 +20,11 @@ public struct PortForwards: Sendable {
     private var connection: Connection { session.connection }
     private var uri: String { session.uri }
     private var logger: Logger { session.logger }
-    private var networks: Networks { session.networks }
 
     /// Forwards `hostPort` to `vm`'s `guestPort`; the VM's IPv4 address on the network is looked up now.
     public func add(on name: String, proto: TransportProtocol, hostPort: Int, vm: String, guestPort: Int) async throws(ProvisioningError) -> PortForwardView {
         let network = try await connection.existingNetwork(name)
-        let definition = try await networks.definition(of: network)
+        let definition = try await network.definition()
         guard definition.forwardMode == "nat" || definition.forwardMode == "open" else {
             throw ProvisioningError(.conflict, "network \(name) is \(definition.forwardMode ?? "isolated"): port forwards are for nat and open networks")
         }
@@ -47,7 +46,7 @@ public struct PortForwards: Sendable {
     /// Removes a forward and rebuilds the network's rules; put back if they cannot be.
     public func remove(on name: String, proto: TransportProtocol, hostPort: Int) async throws(ProvisioningError) -> PortForwardView {
         let network = try await connection.existingNetwork(name)
-        let bridge = try await networks.definition(of: network).bridge ?? ""
+        let bridge = try await network.definition().bridge ?? ""
         try requireBridgeHere(bridge, network: name, uri: uri)
         let removed = try await state.run { store throws(StoreError) in try store.removePortForward(network: name, proto: proto.rawValue, hostPort: hostPort) }
         do {
@@ -64,7 +63,7 @@ public struct PortForwards: Sendable {
         let forwards = try await state.run { store throws(StoreError) in try store.portForwards(on: network) }
         let rules = PortForwardRules(bridge: bridge, forwards: forwards.map(\.rule))
         do {
-            try await Firewall(logger: logger).apply(rules.rules, header: "vmctl: port forwards to guests on bridge \(bridge)")
+            try await Firewall(logger: logger).apply(rules.rules, header: rules.header)
         } catch {
             throw ProvisioningError(.tool, error.description, cause: error)
         }

@@ -31,7 +31,6 @@ public struct Session: Sendable {
     public var networks: Networks { Networks(session: self) }
     public var reader: VMReader { VMReader(connection: connection) }
 
-    public func reservations(_ state: State) -> Reservations { Reservations(state: state, connection: connection) }
     public func doctor(_ state: State) -> Doctor { Doctor(state: state, session: self) }
     public func portForwards(_ state: State) -> PortForwards { PortForwards(state: state, session: self) }
     public func destroyer(_ state: State, force: Bool, grace: Duration) -> Destroyer {

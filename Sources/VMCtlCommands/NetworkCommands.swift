@@ -72,7 +72,7 @@ public struct NetworkCommand: AsyncParsableCommand {
                 forwardDevice: forwardDevice, ipv4: ipv4, ipv6: ipv6, domain: domain, dnsDisabled: mode == .bridge ? false : noDNS)
             try spec.validate(in: surroundings)
             do {
-                let (_, network) = try await networks.create(spec, existing: existing, templates: templates, autostart: autostart, replace: replace)
+                let network = try await networks.create(spec, existing: existing, templates: templates, autostart: autostart, replace: replace)
                 try Output.print(try await networks.summary(of: network), output)
             } catch let error as ProvisioningError where error.code == .conflict && !replace && existing != nil {
                 throw error.hinted("use --replace to redefine it")

@@ -63,7 +63,10 @@ public struct PoolCommand: AsyncParsableCommand {
         public init() {}
 
         public func run() async throws {
-            try Output.print(try await Pools(state: try await state.open(), logger: GlobalOptions().logger).list(), output)
+            let pools = Pools(state: try await state.open(), logger: GlobalOptions().logger)
+            // Names alone need no allocation counts.
+            if output.quiet { return try Output.print(NameList(list: try await pools.names()), output) }
+            try Output.print(try await pools.list(), output)
         }
     }
 
@@ -92,9 +95,15 @@ public struct PoolCommand: AsyncParsableCommand {
         public init() {}
 
         public func run() async throws {
-            // A closure or a catch here sends Swift 6.3's release optimizer into a loop
-            // (ClosureLifetimeFixup): Pools connects by itself, and only when it must.
-            let pool = try await Pools(state: try await state.open(), logger: global.logger).destroy(name, force: force, uri: global.uri)
+            // Pools connects by itself, and only when it must. (A typed-throws closure inside a
+            // do/catch here sent Swift 6.3's release optimizer into a loop, ClosureLifetimeFixup.)
+            let pools = Pools(state: try await state.open(), logger: global.logger)
+            let pool: PoolSummary
+            do throws(ProvisioningError) {
+                pool = try await pools.destroy(name, force: force, uri: global.uri)
+            } catch where error.code == .conflict {
+                throw error.hinted("release them with vmctl pool release, or use --force")
+            }
             try Output.print(Silent(model: pool, name: name), output)
         }
     }

@@ -7,10 +7,6 @@ import TestSupport
 /// Every rule set vmctl writes, compared whole with golden files: order and completeness count.
 @Suite("firewall rule sets")
 struct RuleSetTests {
-    static func golden(_ name: String) -> URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden/\(name)")
-    }
-
     static func subnets(_ texts: [String]) -> [Subnet] { texts.map { Subnet($0)! } }
 
     /// The open networks of the seeds: private IPv4 (NAT'ed), a 172.16/12 one, public dual stack
@@ -26,8 +22,8 @@ struct RuleSetTests {
 
     @Test("open networks: iptables, ip6tables and nft, whole", arguments: networks)
     func openNetwork(name: String, rules: FirewallRules) {
-        #expect(goldenMismatch(rules.iptablesWithJumps, at: Self.golden("\(name).iptables")) == nil)
-        #expect(goldenMismatch(rules.nft, at: Self.golden("\(name).nft")) == nil)
+        #expect(goldenMismatch(rules.iptablesWithJumps, golden: "\(name).iptables") == nil)
+        #expect(goldenMismatch(rules.nft, golden: "\(name).nft") == nil)
     }
 
     @Test("private IPv4 ranges are RFC 1918's, 172.16.0.0/12 whole")
@@ -56,9 +52,9 @@ struct RuleSetTests {
             PortForwardRule(proto: .tcp, hostPort: 18080, guestAddress: IPAddress("10.0.10.5")!, guestPort: 80),
             PortForwardRule(proto: .udp, hostPort: 15353, guestAddress: IPAddress("10.0.10.6")!, guestPort: 53),
         ])
-        #expect(goldenMismatch(rules.iptables, at: Self.golden("port-forwards.iptables")) == nil)
+        #expect(goldenMismatch(rules.iptables, golden: "port-forwards.iptables") == nil)
         #expect(rules.rules.jumps.map(\.target) == ["VMCTL-PFWD-vmbr0", "VMCTL-DNAT-vmbr0"])
         let none = PortForwardRules(bridge: "vmbr0", forwards: [])
-        #expect(goldenMismatch(none.iptables, at: Self.golden("port-forwards-none.iptables")) == nil)
+        #expect(goldenMismatch(none.iptables, golden: "port-forwards-none.iptables") == nil)
     }
 }

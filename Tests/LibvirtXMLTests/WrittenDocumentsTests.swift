@@ -7,10 +7,6 @@ import TestSupport
 /// Every document vmctl writes, compared whole with a golden file, and read back.
 @Suite("written documents")
 struct WrittenDocumentsTests {
-    static func golden(_ name: String) -> URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden/\(name)")
-    }
-
     static let metadata = VMMetadata(
         createdAt: Date(timeIntervalSince1970: 1_780_000_000), expiresAt: Date(timeIntervalSince1970: 1_780_007_200),
         labels: ["ci": "42", "note": "a'b<c>&\"d"], image: "/images/base.qcow2",
@@ -29,7 +25,7 @@ struct WrittenDocumentsTests {
                          .init(network: "nat0", mac: "52:54:00:12:34:57", model: "e1000")],
             consoleLog: "/var/log/vmctl/web1.log")
         let xml = try domain.xml
-        #expect(goldenMismatch(xml, at: Self.golden("domain-kernel.xml")) == nil)
+        #expect(goldenMismatch(xml, golden: "domain-kernel.xml") == nil)
         let read = try DomainDefinition(xml: xml)
         #expect(read.name == "web1" && read.type == "qemu" && read.vcpus == 2 && read.memoryKiB == 512 * 1024)
         #expect(read.interfaces.map(\.network) == ["routed", "nat0"] && read.interfaces.map(\.model) == ["virtio", "e1000"])
@@ -45,7 +41,7 @@ struct WrittenDocumentsTests {
                                  volumes: [], addresses: []).xml,
             memoryMiB: 2048, vcpus: 4, disks: [.init(path: "/images/db1.qcow2", format: "qcow2", target: "vda")])
         let xml = try domain.xml
-        #expect(goldenMismatch(xml, at: Self.golden("domain-disk.xml")) == nil)
+        #expect(goldenMismatch(xml, golden: "domain-disk.xml") == nil)
         #expect(try DomainDefinition(xml: xml).type == "kvm")
     }
 
@@ -66,7 +62,7 @@ struct WrittenDocumentsTests {
             ipv4: nil, ipv6: nil)),
     ])
     func networks(file: String, network: NetworkConfiguration) throws {
-        #expect(goldenMismatch(network.xml, at: Self.golden(file)) == nil)
+        #expect(goldenMismatch(network.xml, golden: file) == nil)
         let read = try NetworkDefinition(xml: network.xml)
         #expect(read.name == network.name && read.forwardMode == network.forwardMode && read.bridge == network.bridge)
         #expect(read.domain == network.domain && read.dnsEnabled == !network.dnsDisabled)
@@ -77,14 +73,14 @@ struct WrittenDocumentsTests {
     func volumesAndPool() throws {
         let overlay = VolumeConfiguration(name: "web1-root.qcow2", capacityBytes: 10 << 30, format: "qcow2",
                                           backing: ("/images/a'b&c.qcow2", "qcow2"))
-        #expect(goldenMismatch(overlay.xml, at: Self.golden("volume-overlay.xml")) == nil)
+        #expect(goldenMismatch(overlay.xml, golden: "volume-overlay.xml") == nil)
         #expect(try VolumeDefinition(xml: overlay.xml).backingPath == "/images/a'b&c.qcow2")
         let blank = VolumeConfiguration(name: "web1-data1.qcow2", capacityBytes: 4 << 30, format: "qcow2")
-        #expect(goldenMismatch(blank.xml, at: Self.golden("volume-blank.xml")) == nil)
+        #expect(goldenMismatch(blank.xml, golden: "volume-blank.xml") == nil)
         let seed = VolumeConfiguration(name: "web1-seed.iso", capacityBytes: 374_784, format: "raw")
-        #expect(goldenMismatch(seed.xml, at: Self.golden("volume-seed.xml")) == nil)
+        #expect(goldenMismatch(seed.xml, golden: "volume-seed.xml") == nil)
         let pool = StoragePoolConfiguration(name: "vmctl", path: "/var/lib/libvirt/vmctl")
-        #expect(goldenMismatch(pool.xml, at: Self.golden("pool.xml")) == nil)
+        #expect(goldenMismatch(pool.xml, golden: "pool.xml") == nil)
     }
 
     @Test("DHCP host entries and vmctl's metadata")
@@ -93,8 +89,8 @@ struct WrittenDocumentsTests {
         let hosts = [NetworkDefinition.DHCPHost.reservation(mac: mac, address: IPAddress("203.0.113.70")!, owner: "web1"),
                      .reservation(mac: mac, address: IPAddress("2001:db8:aa::70")!, owner: "web1"),
                      .reservation(mac: mac, address: IPAddress("10.0.10.5")!, owner: "not a host name")]
-        #expect(goldenMismatch(hosts.map(\.xml).joined(separator: "\n") + "\n", at: Self.golden("dhcp-hosts.xml")) == nil)
-        #expect(goldenMismatch(Self.metadata.xml + "\n", at: Self.golden("metadata.xml")) == nil)
+        #expect(goldenMismatch(hosts.map(\.xml).joined(separator: "\n") + "\n", golden: "dhcp-hosts.xml") == nil)
+        #expect(goldenMismatch(Self.metadata.xml + "\n", golden: "metadata.xml") == nil)
         #expect(try VMMetadata(xml: Self.metadata.xml) == Self.metadata)
     }
 }

@@ -101,8 +101,8 @@ struct CreatePlanTests {
                                          network: Self.wan)
         let seed = CloudInitSeed(instanceID: "web1-0000", hostname: "web1", sshKeys: ["ssh-ed25519 AAAA test@vmctl"],
                                  userData: nil, nics: [nic])
-        #expect(goldenMismatch(seed.metaData, at: golden("seed-meta-data.yaml")) == nil)
-        #expect(goldenMismatch(seed.networkConfig, at: golden("seed-network-config.yaml")) == nil)
+        #expect(goldenMismatch(seed.metaData, golden: "seed-meta-data.yaml") == nil)
+        #expect(goldenMismatch(seed.networkConfig, golden: "seed-network-config.yaml") == nil)
     }
 }
 

@@ -16,9 +16,16 @@ final class FakeNetwork: ReservableNetwork, @unchecked Sendable {
     private let lock = NSLock()
     private var live: String?
     private var persistent: String?
+    private var failure: LibvirtError?
+    private var recorded: [(Network.UpdateCommand, Int?, String, Affect)] = []
+
     /// A failure every update throws, to test the undo.
-    var failUpdates: LibvirtError?
-    private(set) var updates: [(Network.UpdateCommand, Int?, String, Affect)] = []
+    var failUpdates: LibvirtError? {
+        get { lock.withLock { failure } }
+        set { lock.withLock { failure = newValue } }
+    }
+    /// The updates made, in order.
+    var updates: [(Network.UpdateCommand, Int?, String, Affect)] { lock.withLock { recorded } }
 
     init(name: String, xml: String, running: Bool = true, persistent: Bool = true) {
         self.name = name
@@ -38,7 +45,7 @@ final class FakeNetwork: ReservableNetwork, @unchecked Sendable {
                 affecting: Affect) async throws(LibvirtError) {
         if let failUpdates { throw failUpdates }
         lock.withLock {
-            updates.append((command, parentIndex, xml, affecting))
+            recorded.append((command, parentIndex, xml, affecting))
             if affecting.contains(.live), let current = live { live = Self.apply(command, xml, at: parentIndex ?? 0, to: current) }
             if affecting.contains(.config), let current = persistent { persistent = Self.apply(command, xml, at: parentIndex ?? 0, to: current) }
         }

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// What a finished child process left behind.
 public struct ProcessResult: Sendable {
@@ -59,10 +59,12 @@ public struct TestSupportError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Compares `actual` with the golden file at `url`, whole: `nil` when they are equal, else what
-/// differs (the first differing line). With `VMCTL_UPDATE_GOLDEN=1` the file is written instead;
-/// a missing golden file is a mismatch, never created silently.
-public func goldenMismatch(_ actual: String, at url: URL) -> String? {
+/// Compares `actual` with the golden file `Golden/NAME` beside the calling test file, whole:
+/// `nil` when they are equal, else what differs (the first differing line). With
+/// `VMCTL_UPDATE_GOLDEN=1` the file is written instead; a missing golden file is a mismatch,
+/// never created silently.
+public func goldenMismatch(_ actual: String, golden name: String, file: String = #filePath) -> String? {
+    let url = URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent("Golden/\(name)")
     if ProcessInfo.processInfo.environment["VMCTL_UPDATE_GOLDEN"] == "1" {
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try? actual.write(to: url, atomically: true, encoding: .utf8)
