@@ -126,7 +126,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AllocationStoreTests",
-            dependencies: ["AllocationStore", "Addressing"],
+            dependencies: ["AllocationStore", "Addressing", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSwift
         ),
         .testTarget(

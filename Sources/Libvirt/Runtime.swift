@@ -21,8 +21,7 @@ enum Runtime {
             return LibvirtError.copyLast("virEventRegisterDefaultImpl failed")
         }
         let loop = Thread {
-            // Named from inside: on Linux a thread's name is set by the thread itself.
-            Thread.current.name = "libvirt-event-loop"
+            BlockingCalls.nameCurrentThread("libvirt-event-loop")
             while true {
                 if virEventRunDefaultImpl() < 0 {
                     // An iteration failure is not fatal to the loop; clear the thread's error.
@@ -55,6 +54,17 @@ final class BlockingCalls: @unchecked Sendable {
         ((try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .newlines)
     }
 
+    /// Sets the calling thread's kernel name (ps, gdb). Not with `Thread.name`: on Linux its
+    /// setter does nothing until the starting thread has recorded the new thread's handle, a race
+    /// that left some threads with their parent's name. (glibc's pthread_setname_np is not
+    /// visible to Swift; this is the file it writes.)
+    static func nameCurrentThread(_ name: String) {
+        if let file = FileHandle(forWritingAtPath: "/proc/thread-self/comm") {
+            file.write(Data(name.utf8))
+            try? file.close()
+        }
+    }
+
     private let condition = NSCondition()
     private var jobs: [Job?] = []
     private var next = 0
@@ -70,8 +80,7 @@ final class BlockingCalls: @unchecked Sendable {
         condition.unlock()
         if spawn {
             let thread = Thread { [self] in
-                // Set on the thread itself, which sets the kernel's name too (ps, gdb).
-                Thread.current.name = Self.threadName
+                Self.nameCurrentThread(Self.threadName)
                 work()
             }
             thread.start()

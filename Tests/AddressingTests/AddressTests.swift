@@ -101,6 +101,17 @@ struct PoolLayoutTests {
         #expect(allocateAll(whole, .ipv4).count == 253)
     }
 
+    @Test("a /31 has no broadcast address (RFC 3021): the address that is not the gateway is handed out")
+    func pointToPoint() throws {
+        let link = (subnet: Subnet("192.0.2.8/31")!, gateway: IPAddress("192.0.2.8"))
+        let layout = try PoolLayout(ranges: [AddressRange("192.0.2.8/31")!], subnets: [link])
+        #expect(layout.reserved.map(\.description) == ["192.0.2.8"])
+        #expect(allocateAll(layout, .ipv4).map(\.description) == ["192.0.2.9"])
+        // A /30 still loses its broadcast address.
+        let small = try PoolLayout(ranges: [AddressRange("192.0.2.8/30")!], subnets: [(Subnet("192.0.2.8/30")!, IPAddress("192.0.2.9"))])
+        #expect(allocateAll(small, .ipv4).map(\.description) == ["192.0.2.10"])
+    }
+
     @Test("--all-usable hands out every address, network and broadcast included (seed 000)")
     func allUsable() throws {
         let routed = (subnet: Subnet("203.0.113.64/28")!, gateway: IPAddress?.none)

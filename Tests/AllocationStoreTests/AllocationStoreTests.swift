@@ -1,6 +1,7 @@
 import Addressing
 import AllocationStore
 import Foundation
+import GRDB
 import Testing
 
 /// A store in a fresh temporary file.
@@ -118,16 +119,39 @@ struct AllocationStoreTests {
         let path = FileManager.default.temporaryDirectory
             .appendingPathComponent("vmctl-store-\(UUID().uuidString)/state.sqlite").path
         try AllocationStore(path: path).create(try smallPool(size: 16))
+        // One thread each, so that they really contend (`concurrentPerform` would run only as
+        // many at once as there are cores): the test holds the database's write lock until every
+        // thread has begun its allocation, so all 20 wait on it together and race when it goes.
+        let lock = try DatabaseQueue(path: path)
         let results = Results()
-        DispatchQueue.concurrentPerform(iterations: 20) { index in
-            do throws(StoreError) {
-                let store = try AllocationStore(path: path)  // like a separate vmctl process
-                let allocation = try store.allocate(from: "public", family: .ipv4, ownerName: "vm\(index)", mac: mac(index))
-                results.add(.success(allocation.address))
-            } catch {
-                results.add(.failure(error))
+        let started = DispatchSemaphore(value: 0), done = DispatchGroup()
+        try lock.writeWithoutTransaction { db in
+            try db.execute(sql: "BEGIN IMMEDIATE")
+            for index in 0..<20 {
+                done.enter()
+                Thread {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    started.signal()
+                    let outcome = Result { () throws(StoreError) in
+                        let store = try AllocationStore(path: path)  // like a separate vmctl process
+                        return try store.allocate(from: "public", family: .ipv4, ownerName: "vm\(index)", mac: mac(index)).address
+                    }
+                    results.add(outcome, span: (start, DispatchTime.now().uptimeNanoseconds))
+                    done.leave()
+                }.start()
             }
+            for _ in 0..<20 { #expect(started.wait(timeout: .now() + 30) == .success) }
+            // A moment for the last ones to reach the lock.
+            Thread.sleep(forTimeInterval: 0.2)
+            #expect(results.all.isEmpty, "an allocation got past the write lock the test holds")
+            try db.execute(sql: "COMMIT")
         }
+        #expect(done.wait(timeout: .now() + 60) == .success)
+        // They ran at once: one moment lies inside every allocation's span.
+        let spans = results.spans
+        print("20 allocators: all started within \((spans.map(\.start).max()! - spans.map(\.start).min()!) / 1000) µs, "
+              + "the first ended \((Int64(spans.map(\.end).min()!) - Int64(spans.map(\.start).max()!)) / 1000) µs after the last started")
+        #expect(spans.map(\.start).max()! < spans.map(\.end).min()!, "the allocators did not overlap: \(spans)")
         let addresses = results.all.compactMap { try? $0.get() }
         let failures = results.all.compactMap { result -> StoreError? in
             if case .failure(let error) = result { return error }
@@ -147,10 +171,14 @@ struct AllocationStoreTests {
     }
 }
 
-/// Results gathered from several threads.
+/// Results gathered from several threads, each with the span (monotonic nanoseconds) of its work.
 final class Results: @unchecked Sendable {
     private let lock = NSLock()
     private var results: [Result<IPAddress, StoreError>] = []
-    func add(_ result: Result<IPAddress, StoreError>) { lock.withLock { results.append(result) } }
+    private var recordedSpans: [(start: UInt64, end: UInt64)] = []
+    func add(_ result: Result<IPAddress, StoreError>, span: (UInt64, UInt64)) {
+        lock.withLock { results.append(result); recordedSpans.append(span) }
+    }
     var all: [Result<IPAddress, StoreError>] { lock.withLock { results } }
+    var spans: [(start: UInt64, end: UInt64)] { lock.withLock { recordedSpans } }
 }

@@ -70,14 +70,21 @@ struct ConnectionTests {
     func blockingThreads() async throws {
         let name = await blocking { BlockingCalls.currentThreadName }
         #expect(name == "libvirt-call")
-        // Many calls blocked at once still all finish: the pool grows instead of starving.
-        let gate = DispatchSemaphore(value: 0)
-        async let waiters: [Int] = withTaskGroup(of: Int.self) { group in
-            for index in 0..<16 { group.addTask { await blocking { gate.wait(); return index } } }
+        // 16 calls blocked at once: each waits until all 16 are in flight, so a pool that ran
+        // fewer at a time (a fixed pool of 1, 2 or 8 threads) times out here instead of passing.
+        let arrivals = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        async let waiters: [Bool] = withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    await blocking { arrivals.signal(); return release.wait(timeout: .now() + 10) == .success }
+                }
+            }
             return await group.reduce(into: []) { $0.append($1) }
         }
-        try await Task.sleep(for: .milliseconds(100))
-        for _ in 0..<16 { gate.signal() }
-        #expect(await waiters.sorted() == Array(0..<16))
+        var arrived = 0
+        while arrived < 16, arrivals.wait(timeout: .now() + 5) == .success { arrived += 1 }
+        #expect(arrived == 16, "only \(arrived) of 16 blocking calls were in flight at once")
+        for _ in 0..<16 { release.signal() }
+        #expect(await waiters == Array(repeating: true, count: 16))
     }
 }
