@@ -84,15 +84,26 @@ public struct Create: AsyncParsableCommand {
         for text in networks { nics.append(try NICSpec(parsing: text)) }
         var expiresAt: Date?
         if let ttl { expiresAt = Date().addingTimeInterval(try parseDuration(ttl)) }
+        var chosenType = virtType
+        if chosenType == nil { chosenType = try environmentVirtType() }
         let plan = CreatePlan(
             name: name, image: image, imageFormat: imageFormat, diskSize: rootSize, dataDisks: dataSizes, nics: nics,
             sshKeyFiles: sshKeys, userDataFile: userData, cloudInit: !noCloudInit,
             kernel: kernel, initrd: initrd, cmdline: cmdline,
-            memoryMiB: memoryMiB, vcpus: vcpus, virtType: virtType ?? optionOrEnvironment(nil, "VMCTL_VIRT_TYPE").flatMap(VirtType.init),
+            memoryMiB: memoryMiB, vcpus: vcpus, virtType: chosenType,
             autostart: autostart, labels: labelValues, expiresAt: expiresAt,
             storagePool: storagePool, consoleLog: consoleLog, consoleLogAppend: consoleLogAppend)
         try plan.validate()
         return plan
+    }
+
+    /// `VMCTL_VIRT_TYPE`, refused when it is neither type rather than ignored.
+    private func environmentVirtType() throws(ProvisioningError) -> VirtType? {
+        guard let text = optionOrEnvironment(nil, "VMCTL_VIRT_TYPE") else { return nil }
+        guard let type = VirtType(rawValue: text) else {
+            throw ProvisioningError(.invalidValue, "invalid VMCTL_VIRT_TYPE '\(text)': use kvm or qemu, or unset it")
+        }
+        return type
     }
 
     public func run() async throws {

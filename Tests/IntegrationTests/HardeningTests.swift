@@ -191,6 +191,14 @@ extension Integration {
             return (process, errors)
         }
 
+        /// Waits until `file` (a process's stderr) contains `text`; fails the test after 60 s.
+        func waitForLine(_ text: String, in file: URL, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            let seen = try await eventually(timeout: .seconds(60), every: .milliseconds(50)) {
+                ((try? String(contentsOf: file, encoding: .utf8)) ?? "").contains(text) ? true : nil
+            }
+            #expect(seen == true, "no '\(text)' in \((try? String(contentsOf: file, encoding: .utf8)) ?? "")", sourceLocation: sourceLocation)
+        }
+
         /// Waits for `process` without holding a cooperative thread.
         func finish(_ process: Process) async {
             while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
@@ -246,11 +254,24 @@ extension Integration {
             }
         }
 
-        @Test("two destroys of one VM at once both succeed; a destroy racing a create leaves no journal")
+        @Test("a second create of a name being created fails at once; two destroys of one VM at once both succeed; a destroy racing a create leaves no journal")
         func races() async throws {
             try await Setup.with { setup in
                 let name = "hr-\(setup.id)"
                 let arguments = setup.createArguments(name, ["--image", setup.image, "--network", "ivn-\(setup.id),pool=pn-\(setup.id)"])
+                // The first holds its claim on the name (stopped after its journal); the second is
+                // refused without touching anything; SIGTERM then undoes the first.
+                let (holder, holderErrors) = try start(setup, arguments, environment: ["VMCTL_TEST_STOP_AFTER": "journal"])
+                try await waitForLine("stopped after journal", in: holderErrors)
+                let refused = try setup.vmctl(arguments)
+                #expect(refused.status == 1 && refused.standardError.contains("VM \(name) is being created by another vmctl (process \(holder.processIdentifier))"),
+                        "\(refused.standardError)")
+                #expect(refused.standardError.split(separator: "\n").count == 1)
+                kill(holder.processIdentifier, SIGTERM)
+                await finish(holder)
+                #expect(holder.terminationStatus == 1 && ((try? String(contentsOf: holderErrors, encoding: .utf8)) ?? "").contains("interrupted by SIGTERM"))
+                try await setup.expectNothingLeft(of: name)
+
                 #expect(try setup.vmctl(arguments).status == 0)
                 let first = try start(setup, ["destroy", name, "--force"])
                 let second = try start(setup, ["destroy", name, "--force"])
@@ -263,10 +284,7 @@ extension Integration {
 
                 // Destroyed as soon as the domain exists; then the create is interrupted and undoes the rest.
                 let (create, errors) = try start(setup, arguments, environment: ["VMCTL_TEST_STOP_AFTER": "define"])
-                let deadline = ContinuousClock.now + .seconds(60)
-                while !((try? String(contentsOf: errors, encoding: .utf8)) ?? "").contains("stopped after define"), ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(50))
-                }
+                try await waitForLine("stopped after define", in: errors)
                 let destroyed = try setup.vmctl("destroy", name, "--force")
                 #expect(destroyed.status == 0, "\(destroyed.standardError)")
                 kill(create.processIdentifier, SIGINT)

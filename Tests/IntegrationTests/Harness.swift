@@ -137,18 +137,56 @@ struct Harness {
 
     /// A second test host: a network namespace of the test's own, joined to the harness's by a
     /// veth pair made inside the harness's namespace (the machine's own is never touched), with
-    /// `UPLINK.1` on the harness's side and `UPLINK.2` on the peer's. Delete it with `removePeer`.
-    func makePeer(_ name: String, uplink: String, suffix: String) throws {
+    /// `UPLINK.1` on the harness's side and `UPLINK.2` on the peer's, and with `uplink6`
+    /// `UPLINK6::1/64` and `UPLINK6::2/64` too. Delete it with `removePeer`.
+    func makePeer(_ name: String, uplink: String, uplink6: String? = nil, suffix: String) throws {
         func check(_ result: ProcessResult, _ what: String) throws {
             guard result.status == 0 else { throw TestSupportError("\(what): \(result.standardError)") }
         }
         try check(try runProcess("/usr/sbin/ip", ["netns", "add", name]), "netns add")
         try check(try ip("link", "add", "vh\(suffix)", "type", "veth", "peer", "name", "vp\(suffix)", "netns", name), "veth")
         try check(try ip("addr", "add", "\(uplink).1/24", "dev", "vh\(suffix)"), "address")
+        var peer = [["addr", "add", "\(uplink).2/24", "dev", "vp\(suffix)"]]
+        if let uplink6 {
+            // nodad: usable at once, not after duplicate address detection's second or two.
+            try check(try ip("-6", "addr", "add", "\(uplink6)::1/64", "dev", "vh\(suffix)", "nodad"), "IPv6 address")
+            peer.append(["-6", "addr", "add", "\(uplink6)::2/64", "dev", "vp\(suffix)", "nodad"])
+        }
         try check(try ip("link", "set", "vh\(suffix)", "up"), "link up")
-        for arguments in [["addr", "add", "\(uplink).2/24", "dev", "vp\(suffix)"], ["link", "set", "vp\(suffix)", "up"], ["link", "set", "lo", "up"]] {
+        for arguments in peer + [["link", "set", "vp\(suffix)", "up"], ["link", "set", "lo", "up"]] {
             try check(try runProcess("/usr/sbin/ip", ["-n", name] + arguments), "peer \(arguments)")
         }
+    }
+
+    /// Records the source address of every ICMP echo request (IPv4) that reaches the peer, one a
+    /// line in `file`, until the returned process is terminated: who the peer saw pinging it.
+    func recordPingSources(in peer: String, to file: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", peer, "python3", "-c", """
+            import socket, sys
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            with open(sys.argv[1], "a") as out:
+                while True:
+                    data, (source, _) = s.recvfrom(4096)
+                    if data[(data[0] & 15) * 4] == 8:
+                        out.write(source + "\\n"); out.flush()
+            """, file.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// Connects over TCP from `namespace` to `address` port `port` and returns the first line the
+    /// other side sends (standard output), or the error (standard error, exit status 1).
+    func connect(from namespace: String, to address: String, port: Int, timeout: Int = 5) throws -> ProcessResult {
+        try runProcess("/usr/sbin/ip", ["netns", "exec", namespace, "python3", "-c", """
+            import socket
+            s = socket.create_connection(("\(address)", \(port)), timeout=\(timeout))
+            s.settimeout(\(timeout))
+            print(s.recv(100).decode().strip())
+            """])
     }
 
     func removePeer(_ name: String) {
@@ -159,6 +197,11 @@ struct Harness {
     func vmctlInNamespace(_ arguments: [String], environment: [String: String]) throws -> ProcessResult {
         try runProcess("/usr/sbin/ip", ["netns", "exec", netns, try vmctlExecutable()] + arguments,
                        environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+    }
+
+    /// Runs a program (found on PATH) inside the harness's network namespace.
+    func inNamespace(stdin input: String? = nil, _ arguments: String...) throws -> ProcessResult {
+        try runProcess("/usr/sbin/ip", ["netns", "exec", netns] + arguments, input: input)
     }
 
     /// Runs `ip` inside the harness's network namespace.

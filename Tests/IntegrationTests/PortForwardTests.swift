@@ -8,16 +8,6 @@ extension Integration {
     /// listener in the guest.
     @Suite("port forwards")
     struct PortForwardTests {
-        /// Connects from the peer namespace and returns the first line the other side sends.
-        func connect(from peer: String, to address: String, port: Int) throws -> ProcessResult {
-            try runProcess("/usr/sbin/ip", ["netns", "exec", peer, "python3", "-c", """
-                import socket
-                s = socket.create_connection(("\(address)", \(port)), timeout=5)
-                s.settimeout(5)
-                print(s.recv(100).decode().strip())
-                """])
-        }
-
         @Test("a connection from a second test host to the host port reaches the guest's listener; the rules outlive a network restart and go with remove",
               .timeLimit(.minutes(4)), arguments: ["nat", "open"])
         func endToEnd(mode: String) async throws {
@@ -62,23 +52,64 @@ extension Integration {
 
             // The guest's listener may take a moment after its lease; retry briefly.
             let reply = try await eventually(timeout: .seconds(30), every: .seconds(1)) { () -> String? in
-                let result = try connect(from: peer, to: "\(uplink).1", port: 18080)
+                let result = try harness.connect(from: peer, to: "\(uplink).1", port: 18080)
                 return result.standardOutput.contains("vmctl-guest-hello") ? result.standardOutput : nil
             }
             #expect(reply != nil, "no answer through the forward")
 
+            // UDP too: the forward is kept and its DNAT rule matches real datagrams from the peer
+            // (its packet counter moves; the busybox guest has no UDP listener to answer them).
+            let udp = try harness.vmctlInNamespace(["network", "forward", "add", name, "--host-port", "18081", "--to", "\(name)-vm:8081", "--proto", "udp"],
+                                                   environment: environment)
+            #expect(udp.status == 0 && udp.standardOutput == "udp/18081 -> \(name)-vm \(address):8081\n", "\(udp.standardError)")
+            let bridge = try await network.bridgeName()
+            func udpMatches() throws -> Int? {
+                let listed = try harness.inNamespace("iptables", "-t", "nat", "-L", "VMCTL-DNAT-\(bridge)", "-v", "-x", "-n")
+                return listed.standardOutput.split(separator: "\n").first { $0.contains("udp dpt:18081") }
+                    .flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).first ?? "") }
+            }
+            #expect(try udpMatches() == 0)
+            _ = try runProcess("/usr/sbin/ip", ["netns", "exec", peer, "python3", "-c",
+                                                "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); [s.sendto(b'x', ('\(uplink).1', 18081)) for _ in range(3)]"])
+            #expect(try udpMatches() ?? 0 >= 1, "the UDP forward's rule saw no datagram")
+            #expect(try runVMCtl(["network", "forward", "list", name], environment: environment).standardOutput.contains("udp"))
+
             // The rules are vmctl's own chains: a restart of the network (libvirt rebuilding its
-            // firewall) leaves them in place.
+            // firewall) leaves them in place, and the forward leads to the guest again once its
+            // NIC is back on the bridge. libvirt does not put a running guest's tap back on a
+            // restarted network's bridge (libvirtd's own restart does); the test does it by hand.
             #expect(try runVMCtl(["network", "stop", name], environment: environment).status == 0)
             #expect(try runVMCtl(["network", "start", name], environment: environment).status == 0)
-            let rules = try runProcess("/usr/sbin/ip", ["netns", "exec", harness.netns, "iptables", "-t", "nat", "-S", "VMCTL-DNAT-\(try await network.bridgeName())"])
-            #expect(rules.standardOutput.contains("--to-destination \(address):8080"), "\(rules.standardOutput)")
+            let tap = "fe" + mac.dropFirst(2)  // libvirt gives the tap the guest's MAC with fe first
+            let links = try harness.ip("-o", "link", "show").standardOutput.split(separator: "\n")
+            let tapName = try #require(links.first { $0.contains("link/ether \(tap)") }.map { $0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces) })
+            #expect(try harness.ip("link", "set", tapName, "master", bridge).status == 0)
+            let rules = try harness.inNamespace("iptables", "-t", "nat", "-S", "VMCTL-DNAT-\(bridge)")
+            #expect(rules.status == 0 && rules.standardOutput.contains("--to-destination \(address):8080"), "\(rules.standardOutput)\(rules.standardError)")
+            let again = try await eventually(timeout: .seconds(60), every: .seconds(1)) { () -> String? in
+                let result = try harness.connect(from: peer, to: "\(uplink).1", port: 18080)
+                return result.standardOutput.contains("vmctl-guest-hello") ? result.standardOutput : nil
+            }
+            #expect(again != nil, "no answer through the forward after the network restarted")
 
-            let removed = try harness.vmctlInNamespace(["network", "forward", "remove", name, "--host-port", "18080"], environment: environment)
-            #expect(removed.status == 0, "\(removed.standardError)")
+            for (proto, port) in [("tcp", "18080"), ("udp", "18081")] {
+                let removed = try harness.vmctlInNamespace(["network", "forward", "remove", name, "--host-port", port, "--proto", proto], environment: environment)
+                #expect(removed.status == 0, "\(removed.standardError)")
+            }
             #expect(try runVMCtl(["network", "forward", "list", name], environment: environment).standardOutput.split(separator: "\n").count == 1)
-            let after = try runProcess("/usr/sbin/ip", ["netns", "exec", harness.netns, "iptables", "-t", "nat", "-S", "VMCTL-DNAT-\(try await network.bridgeName())"])
-            #expect(!after.standardOutput.contains("--to-destination"))
+            // The chain stays, empty: iptables must answer, and no DNAT is left in it.
+            let after = try harness.inNamespace("iptables", "-t", "nat", "-S", "VMCTL-DNAT-\(bridge)")
+            #expect(after.status == 0 && after.standardOutput.contains("-N VMCTL-DNAT-\(bridge)"), "\(after.standardError)")
+            #expect(!after.standardOutput.contains("--to-destination"), "\(after.standardOutput)")
+            let closed = try harness.connect(from: peer, to: "\(uplink).1", port: 18080)
+            #expect(!closed.standardOutput.contains("vmctl-guest-hello"), "still forwarded after remove")
+
+            // A network a domain uses is destroyed only with --force.
+            let inUse = try runVMCtl(["network", "destroy", name], environment: environment)
+            #expect(inUse.status == 1 && inUse.standardError.contains("--force"), "\(inUse.standardError)")
+            let forced = try runVMCtl(["network", "destroy", name, "--force", "-q"], environment: environment)
+            #expect(forced.status == 0 && forced.standardOutput == "\(name)\n", "\(forced.standardError)")
+            #expect(try runVMCtl(["network", "show", name], environment: environment).status == 1)
             try await domain.destroy()
             try await domain.undefine()
         }

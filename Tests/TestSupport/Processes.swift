@@ -7,8 +7,10 @@ public struct ProcessResult: Sendable {
     public var standardError: String
 }
 
-/// Runs a program to completion and captures its output. For tests only.
-public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ProcessResult {
+/// Runs a program to completion and captures its output; `input` is its standard input (none
+/// when `nil`). For tests only.
+public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                       input: String? = nil) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -23,7 +25,13 @@ public func runProcess(_ executable: String, _ arguments: [String], environment:
     _ = FileManager.default.createFile(atPath: errorURL.path, contents: nil)
     process.standardOutput = try FileHandle(forWritingTo: outputURL)
     process.standardError = try FileHandle(forWritingTo: errorURL)
-    process.standardInput = FileHandle.nullDevice
+    if let input {
+        let inputURL = scratch.appendingPathComponent("stdin")
+        try input.write(to: inputURL, atomically: false, encoding: .utf8)
+        process.standardInput = try FileHandle(forReadingFrom: inputURL)
+    } else {
+        process.standardInput = FileHandle.nullDevice
+    }
     try process.run()
     process.waitUntilExit()
     return ProcessResult(
