@@ -177,6 +177,17 @@ public final class AllocationStore: Sendable {
         }
     }
 
+    /// Deletes every forward of a network (it is gone); returns them.
+    @discardableResult
+    public func removePortForwards(on network: String) throws(StoreError) -> [PortForward] {
+        try write { db in
+            let request = PortForward.filter(Column("network") == network)
+            let forwards = try request.fetchAll(db)
+            try request.deleteAll(db)
+            return forwards
+        }
+    }
+
     // MARK: Pools
 
     /// Records a new pool; fails if the name is taken.

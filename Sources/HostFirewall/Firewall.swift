@@ -34,6 +34,45 @@ public struct Firewall: Sendable {
         try await tool.run(["-t", jump.table.rawValue, "-I", jump.chain.rawValue, "1", "-j", jump.target], logger: logger)
     }
 
+    /// Every jump vmctl may have made for `bridge`, by the tool that holds it: the open-network
+    /// chains (IPv4 with NAT and checksum, IPv6) and the port-forward chains.
+    static func jumps(forBridge bridge: String) -> [(tool: String, jump: Jump)] {
+        let open = FirewallRules(network: "", bridge: bridge, ipv4: [Subnet("10.0.0.0/8")!], ipv6: [Subnet("fd00::/8")!], dhcpv6: true)
+        let sets = [open.ipv4Rules, PortForwardRules(bridge: bridge, forwards: []).rules] + (open.ipv6Rules.map { [$0] } ?? [])
+        return sets.flatMap { set in set.jumps.map { (set.tool, $0) } }
+    }
+
+    /// Removes what vmctl made for `bridge` in this network namespace's firewall: the jumps into
+    /// its chains, the chains, and its nft table. What is not there is skipped; a tool that is not
+    /// installed holds nothing. Returns what was removed, e.g. `iptables filter VMCTL-FWD-vmbr3`.
+    public func removeRules(ofBridge bridge: String) async throws(ToolError) -> [String] {
+        var removed: [String] = []
+        var listings: [String: [Substring]] = [:]
+        for (name, jump) in Self.jumps(forBridge: bridge) {
+            let tool = SystemTool(name)
+            guard tool.isInstalled else { continue }
+            let key = "\(name) \(jump.table.rawValue)"
+            if listings[key] == nil {
+                listings[key] = try await tool.run(["-t", jump.table.rawValue, "-S"], logger: logger).split(separator: "\n")
+            }
+            let lines = listings[key] ?? []
+            guard lines.contains(where: { $0 == "-N \(jump.target)" }) else { continue }
+            for _ in lines.filter({ $0.hasPrefix("-A \(jump.chain.rawValue) ") && $0.hasSuffix(" -j \(jump.target)") }) {
+                try await tool.run(["-t", jump.table.rawValue, "-D", jump.chain.rawValue, "-j", jump.target], logger: logger)
+            }
+            try await tool.run(["-t", jump.table.rawValue, "-F", jump.target], logger: logger)
+            try await tool.run(["-t", jump.table.rawValue, "-X", jump.target], logger: logger)
+            removed.append("\(name) \(jump.table.rawValue) \(jump.target)")
+        }
+        let nft = SystemTool("nft")
+        let table = FirewallRules(network: "", bridge: bridge, ipv4: [], ipv6: [], dhcpv6: false).nftTable
+        if nft.isInstalled, try await nft.run(["list", "tables"], logger: logger).split(separator: "\n").contains(where: { $0 == "table inet \(table)" }) {
+            try await nft.run(["delete", "table", "inet", table], logger: logger)
+            removed.append("nft inet \(table)")
+        }
+        return removed
+    }
+
     /// Turns IP forwarding on (IPv4, and IPv6 when asked) in this network namespace.
     public func enableForwarding(ipv6: Bool) throws(ForwardingError) {
         var settings = ["/proc/sys/net/ipv4/ip_forward"]

@@ -1,4 +1,5 @@
 import Addressing
+import AllocationStore
 import Foundation
 public import HostFirewall
 public import Libvirt
@@ -129,8 +130,13 @@ public struct Networks: Sendable {
     }
 
     /// Stops and undefines a network; refused while domains use it, unless `force`.
-    public func destroy(_ name: String, force: Bool) async throws(ProvisioningError) -> Network {
+    /// Stops and undefines a network, then removes what vmctl made for it: its firewall chains
+    /// and nft table (open-network rules, port forwards) in this network namespace, and its port
+    /// forwards in the state file. With port forwards recorded, refused (before anything is done)
+    /// where their rules cannot be removed: another host, or another namespace than the bridge's.
+    public func destroy(_ name: String, force: Bool, state: State) async throws(ProvisioningError) -> Network {
         let network = try await connection.existingNetwork(name)
+        let bridge = try await network.definition().bridge ?? ""
         if !force {
             var users: [String] = []
             for domain in try await libvirtCall("list the domains", { () async throws(LibvirtError) in try await connection.domains() }) {
@@ -142,9 +148,26 @@ public struct Networks: Sendable {
                                         hint: "destroy those VMs first, or force it")
             }
         }
+        let active = try await libvirtCall("read network \(name)") { () async throws(LibvirtError) in try await network.isActive() }
+        // A stopped network has no bridge to look for: its rules, if any, are taken to be here.
+        let rulesHere = isLocal(uri) && (!active || Firewall.interfaceExists(bridge))
+        let forwards = try await state.run { store throws(StoreError) in try store.portForwards(on: name) }
+        if !forwards.isEmpty && !rulesHere {
+            try requireBridgeHere(bridge, network: name, uri: uri)
+        }
         try await libvirtCall("destroy network \(name)") { () async throws(LibvirtError) in
             if try await network.isActive() { try await network.destroy() }
             if try await network.isPersistent() { try await network.undefine() }
+        }
+        try await state.run { store throws(StoreError) in try store.removePortForwards(on: name) }
+        if rulesHere && !bridge.isEmpty {
+            do {
+                let removed = try await Firewall(logger: logger).removeRules(ofBridge: bridge)
+                if !removed.isEmpty { logger.debug("removed the firewall rules of network \(name): \(removed.joined(separator: ", "))") }
+            } catch {
+                throw ProvisioningError(.tool, "network \(name) is destroyed, but removing its firewall rules failed: \(error.description)",
+                                        hint: "remove the chains VMCTL-*-\(bridge) (iptables -S) and the nft table vmctl_\(bridge) by hand", cause: error)
+            }
         }
         return network
     }

@@ -139,16 +139,18 @@ public struct NetworkCommand: AsyncParsableCommand {
     /// `vmctl network destroy NAME [--force]`
     public struct Destroy: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
-            abstract: "Stop and undefine a network. Refused while VMs use it, unless --force.", aliases: ["rm"])
+            abstract: "Stop and undefine a network, and remove its firewall rules and port forwards. Refused while VMs use it, unless --force.", aliases: ["rm"])
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The network's name.", completion: Complete.network) var name: String
         @Flag(help: "Destroy it even though VMs use it.") var force = false
+        @OptionGroup var state: StateOptions
         @OptionGroup var output: OutputOptions
         public init() {}
 
         public func run() async throws {
+            let state = try await state.open()
             do throws(ProvisioningError) {
-                _ = try await global.connect().networks.destroy(name, force: force)
+                _ = try await global.connect().networks.destroy(name, force: force, state: state)
             } catch where error.code == .conflict {
                 throw error.hinted("destroy those VMs first, or use --force")
             }

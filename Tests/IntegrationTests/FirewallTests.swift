@@ -98,8 +98,15 @@ extension Integration {
 
             try await domain.destroy()
             try await domain.undefine()
-            let destroyed = try runVMCtl(["network", "destroy", name], environment: environment)
+            // Destroyed where its bridge is, the network takes its rules with it.
+            let destroyed = try harness.vmctlInNamespace(["network", "destroy", name], environment: environment)
             #expect(destroyed.status == 0, "\(destroyed.standardError)")
+            for (tool, table) in [("iptables", "filter"), ("iptables", "nat"), ("iptables", "mangle"), ("ip6tables", "filter")] {
+                let left = try harness.inNamespace(tool, "-t", table, "-S")
+                #expect(left.status == 0 && !left.standardOutput.contains("-\(bridge)"), "\(tool) \(table): \(left.standardOutput)")
+            }
+            let tables = try harness.inNamespace("nft", "list", "tables")
+            #expect(tables.status == 0 && !tables.standardOutput.contains("vmctl_\(bridge)"), "\(tables.standardOutput)")
         }
 
         @Test("the rules printed are what iptables-restore and nft accept; non-open networks are refused")

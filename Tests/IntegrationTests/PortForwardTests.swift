@@ -104,12 +104,23 @@ extension Integration {
             let closed = try harness.connect(from: peer, to: "\(uplink).1", port: 18080)
             #expect(!closed.standardOutput.contains("vmctl-guest-hello"), "still forwarded after remove")
 
-            // A network a domain uses is destroyed only with --force.
-            let inUse = try runVMCtl(["network", "destroy", name], environment: environment)
+            // A network a domain uses is destroyed only with --force; with a forward recorded, only
+            // where its rules are; and then its forwards and its rules go with it.
+            #expect(try harness.vmctlInNamespace(["network", "forward", "add", name, "--host-port", "18080", "--to", "\(name)-vm:8080"],
+                                                 environment: environment).status == 0)
+            let inUse = try harness.vmctlInNamespace(["network", "destroy", name], environment: environment)
             #expect(inUse.status == 1 && inUse.standardError.contains("--force"), "\(inUse.standardError)")
-            let forced = try runVMCtl(["network", "destroy", name, "--force", "-q"], environment: environment)
+            let elsewhere = try runVMCtl(["network", "destroy", name, "--force"], environment: environment)
+            #expect(elsewhere.status == 1 && elsewhere.standardError.contains("is not in this network namespace"), "\(elsewhere.standardError)")
+            #expect(try runVMCtl(["network", "show", name], environment: environment).status == 0, "refused, yet the network is gone")
+            let forced = try harness.vmctlInNamespace(["network", "destroy", name, "--force", "-q"], environment: environment)
             #expect(forced.status == 0 && forced.standardOutput == "\(name)\n", "\(forced.standardError)")
             #expect(try runVMCtl(["network", "show", name], environment: environment).status == 1)
+            #expect(try runVMCtl(["network", "forward", "list", "-q"], environment: environment).standardOutput.isEmpty)
+            for table in ["nat", "filter"] {
+                let left = try harness.inNamespace("iptables", "-t", table, "-S")
+                #expect(left.status == 0 && !left.standardOutput.contains("-\(bridge)"), "\(table): \(left.standardOutput)")
+            }
             try await domain.destroy()
             try await domain.undefine()
         }

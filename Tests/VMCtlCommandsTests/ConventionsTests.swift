@@ -65,10 +65,15 @@ struct ConventionsTests {
             #expect(result.status == 64, "\(arguments): \(result.status) \(result.standardError)")
             #expect(result.standardError.split(separator: "\n").count == 1, "\(arguments): \(result.standardError)")
             #expect(result.standardError.contains(value), "\(arguments): \(result.standardError)")
+            #expect(result.standardError.hasPrefix("Error: "), "\(arguments): \(result.standardError)")
             #expect(result.standardOutput.isEmpty)
         }
         let help = try runVMCtl(["create", "--help"])
         #expect(help.status == 0 && help.standardOutput.contains("USAGE: vmctl create"))
+        let short = try runVMCtl(["network", "create", "-h"])
+        #expect(short.status == 0 && short.standardOutput.contains("USAGE: vmctl network create"))
+        let helpVerb = try runVMCtl(["help", "pool", "reserve"])
+        #expect(helpVerb.status == 0 && helpVerb.standardOutput.contains("USAGE: vmctl pool reserve"))
     }
 
     @Test("destroy is also rm; a missing VM exits 1 and --format json still reports it")
