@@ -159,7 +159,7 @@ public struct Networks: Sendable {
             if try await network.isActive() { try await network.destroy() }
             if try await network.isPersistent() { try await network.undefine() }
         }
-        try await state.run { store throws(StoreError) in try store.removePortForwards(on: name) }
+        _ = try await state.run { store throws(StoreError) in try store.removePortForwards(on: name) }
         if rulesHere && !bridge.isEmpty {
             do {
                 let removed = try await Firewall(logger: logger).removeRules(ofBridge: bridge)
