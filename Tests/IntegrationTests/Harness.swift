@@ -40,6 +40,14 @@ struct Harness {
             initrd: guest + "/initrd.img")
     }
 
+    /// The Debian test guest (scripts/build-debian-guest): `debian.qcow2`, `vmlinuz`, `initrd.img`.
+    static func debianGuest() throws -> URL {
+        guard let directory = ProcessInfo.processInfo.environment["VMCTL_TEST_DEBIAN"], !directory.isEmpty else {
+            throw TestSupportError("VMCTL_TEST_DEBIAN is not set: the Debian guest tests need scripts/build-debian-guest; run them with scripts/test")
+        }
+        return URL(fileURLWithPath: directory)
+    }
+
     func connect() async throws -> Connection {
         try await Connection.open(uri)
     }
