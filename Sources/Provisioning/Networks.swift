@@ -129,11 +129,11 @@ public struct Networks: Sendable {
         return network
     }
 
-    /// Stops and undefines a network; refused while domains use it, unless `force`.
-    /// Stops and undefines a network, then removes what vmctl made for it: its firewall chains
-    /// and nft table (open-network rules, port forwards) in this network namespace, and its port
-    /// forwards in the state file. With port forwards recorded, refused (before anything is done)
-    /// where their rules cannot be removed: another host, or another namespace than the bridge's.
+    /// Stops and undefines a network (refused while domains use it, unless `force`), then
+    /// removes what vmctl made for it: its port forwards in the state file, and its firewall
+    /// chains and nft table (open-network rules, port forwards) in this network namespace. With
+    /// port forwards recorded it is refused, before anything is done, where their rules cannot be
+    /// removed: another host, or another namespace than the bridge's.
     public func destroy(_ name: String, force: Bool, state: State) async throws(ProvisioningError) -> Network {
         let network = try await connection.existingNetwork(name)
         let bridge = try await network.definition().bridge ?? ""
@@ -160,7 +160,9 @@ public struct Networks: Sendable {
             if try await network.isPersistent() { try await network.undefine() }
         }
         _ = try await state.run { store throws(StoreError) in try store.removePortForwards(on: name) }
-        if rulesHere && !bridge.isEmpty {
+        // Only root can have written vmctl's rules (iptables needs CAP_NET_ADMIN): a user of
+        // qemu:///system destroys networks without running iptables, which would refuse them.
+        if rulesHere && !bridge.isEmpty && geteuid() == 0 {
             do {
                 let removed = try await Firewall(logger: logger).removeRules(ofBridge: bridge)
                 if !removed.isEmpty { logger.debug("removed the firewall rules of network \(name): \(removed.joined(separator: ", "))") }
