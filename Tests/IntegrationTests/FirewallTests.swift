@@ -75,7 +75,11 @@ extension Integration {
             }
             #expect(pinged != nil, "console: \(consoleText())")
             // Masqueraded only from the private subnet: what source the peer saw.
-            let seen = Set(((try? String(contentsOf: sources, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init))
+            // (The recorder may write a moment after the peer's reply reached the guest.)
+            let seen = try await eventually(timeout: .seconds(5)) { () -> Set<String>? in
+                let lines = ((try? String(contentsOf: sources, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+                return lines.isEmpty ? nil : Set(lines)
+            } ?? []
             #expect(seen == [subnets == "public" ? address : "\(uplink).1"], "the peer saw pings from \(seen)")
 
             // Inbound: the guest's listener answers the host itself (so it is up) on IPv4 ...
