@@ -156,7 +156,7 @@ public struct Networks: Sendable {
             try requireBridgeHere(bridge, network: name, uri: uri)
         }
         try await libvirtCall("destroy network \(name)") { () async throws(LibvirtError) in
-            if try await network.isActive() { try await network.destroy() }
+            if active { try await network.destroy() }
             if try await network.isPersistent() { try await network.undefine() }
         }
         _ = try await state.run { store throws(StoreError) in try store.removePortForwards(on: name) }
