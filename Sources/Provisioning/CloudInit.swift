@@ -21,13 +21,16 @@ struct CloudInitSeed: Equatable, Sendable {
         var dhcp6: Bool
         /// Addresses to configure statically, with their prefix.
         var addresses: [(address: IPAddress, prefix: Int)]
-        /// Default routes: the gateway and whether it is on-link (outside the address's prefix).
-        var routes: [(via: IPAddress, onLink: Bool)]
+        /// The default route of each family configured statically (`gateway4`, `gateway6`).
+        var gateway4: IPAddress?
+        var gateway6: IPAddress?
+        /// Take the default route (and SLAAC) from router advertisements.
+        var acceptRA = false
 
         static func == (lhs: NIC, rhs: NIC) -> Bool {
             lhs.mac == rhs.mac && lhs.dhcp4 == rhs.dhcp4 && lhs.dhcp6 == rhs.dhcp6
                 && lhs.addresses.map { "\($0.address)/\($0.prefix)" } == rhs.addresses.map { "\($0.address)/\($0.prefix)" }
-                && lhs.routes.map { "\($0.via) \($0.onLink)" } == rhs.routes.map { "\($0.via) \($0.onLink)" }
+                && lhs.gateway4 == rhs.gateway4 && lhs.gateway6 == rhs.gateway6 && lhs.acceptRA == rhs.acceptRA
         }
     }
 
@@ -40,8 +43,12 @@ struct CloudInitSeed: Equatable, Sendable {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// `--user-data FILE`'s contents; without it (or with an empty file, which cloud-init warns
+    /// about) a `#cloud-config` whose one key puts the hostname in /etc/hosts, so that `sudo`
+    /// can resolve it on a network without DNS for it.
     var userDataText: String {
-        userData ?? "#cloud-config\n"
+        if let userData, !userData.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return userData }
+        return "#cloud-config\nmanage_etc_hosts: localhost\n"
     }
 
     /// Network configuration version 2, without the top-level `network:` key (NoCloud's form).
@@ -52,26 +59,21 @@ struct CloudInitSeed: Equatable, Sendable {
         }
         struct Ethernet: Encodable {
             struct Match: Encodable { var macaddress: String }
-            struct Route: Encodable {
-                var to: String
-                var via: String
-                var onLink: Bool?
-                enum CodingKeys: String, CodingKey { case to, via, onLink = "on-link" }
-            }
             var match: Match
             var dhcp4: Bool
             var dhcp6: Bool
             var addresses: [String]?
-            var routes: [Route]?
+            var gateway4: String?
+            var gateway6: String?
+            var acceptRA: Bool?
+            enum CodingKeys: String, CodingKey { case match, dhcp4, dhcp6, addresses, gateway4, gateway6, acceptRA = "accept-ra" }
         }
         var ethernets: [String: Ethernet] = [:]
         for (index, nic) in nics.enumerated() {
             ethernets["nic\(index)"] = Ethernet(
                 match: .init(macaddress: nic.mac.description), dhcp4: nic.dhcp4, dhcp6: nic.dhcp6,
                 addresses: nic.addresses.isEmpty ? nil : nic.addresses.map { "\($0.address)/\($0.prefix)" },
-                routes: nic.routes.isEmpty ? nil : nic.routes.map {
-                    .init(to: $0.via.family == .ipv4 ? "0.0.0.0/0" : "::/0", via: $0.via.description, onLink: $0.onLink ? true : nil)
-                })
+                gateway4: nic.gateway4?.description, gateway6: nic.gateway6?.description, acceptRA: nic.acceptRA ? true : nil)
         }
         let encoder = YAMLEncoder()
         encoder.options.sortKeys = true
@@ -104,30 +106,56 @@ struct CloudInitSeed: Equatable, Sendable {
     }
 }
 
-/// What a NIC's addresses need from the guest: DHCP where the network serves it, else static
-/// configuration (an address outside every subnet of the network, as in a routed `--all-usable`
-/// pool, gets a /32 or /128 and an on-link default route through the network's own address).
+/// What a NIC's addresses need from the guest, in the forms cloud-init renders on every
+/// renderer (Debian 12's ENI through ifupdown included, measured on a real guest):
+/// - a reserved IPv4 address that the network's dnsmasq serves: DHCPv4;
+/// - any other reserved address is static: inside a subnet of the network with that prefix,
+///   outside every one (a routed `--all-usable` pool) as a /32 or /128; the default route is
+///   `gateway4`/`gateway6` via the network's address (ifupdown adds it `onlink`; `routes:` with
+///   `on-link` is rendered by ENI as a `route add` without onlink, and `route` is not installed);
+///   DHCPv6 reservations too, because a client that sends a DUID-LLT (dhclient) is never
+///   matched by vmctl's DUID-LL host entry;
+/// - no reserved IPv4 address: DHCPv4 where the network serves it; none of IPv6: DHCPv6 where
+///   it is served, else on a SLAAC subnet the address SLAAC gives (EUI-64 of the MAC) with
+///   router advertisements accepted: cloud-init cannot say "SLAAC only" in version 2, and
+///   without an address ENI leaves the link down.
 func guestConfiguration(mac: MACAddress, addresses: [IPAddress], network: NetworkDefinition) throws(ProvisioningError) -> CloudInitSeed.NIC {
-    var nic = CloudInitSeed.NIC(
-        mac: mac,
-        dhcp4: network.ips.contains { $0.address.family == .ipv4 && $0.hasDHCP },
-        dhcp6: network.ips.contains { $0.address.family == .ipv6 && $0.hasDHCP },
-        addresses: [], routes: [])
+    var nic = CloudInitSeed.NIC(mac: mac, dhcp4: false, dhcp6: false, addresses: [])
     for address in addresses {
+        var gateway: IPAddress
         if let ip = network.ipElement(containing: address) {
-            if ip.hasDHCP { continue }
+            if ip.hasDHCP && address.family == .ipv4 { nic.dhcp4 = true; continue }
             nic.addresses.append((address, ip.subnet.prefix))
-            nic.routes.append((ip.address, false))
+            gateway = ip.address
         } else {
-            guard let gateway = network.ips.first(where: { $0.address.family == address.family })?.address else {
+            guard let own = network.ips.first(where: { $0.address.family == address.family })?.address else {
                 throw ProvisioningError(.conflict, "cannot configure \(address) on network \(network.name): the network has no \(address.family) address to route it through",
                                  hint: "give the network an \(address.family) address, or use a pool inside its subnet")
             }
-            nic.addresses.append((address, address.family == .ipv4 ? 32 : 128))
-            nic.routes.append((gateway, true))
+            nic.addresses.append((address, address.family.bits))
+            gateway = own
+        }
+        if address.family == .ipv4 { nic.gateway4 = nic.gateway4 ?? gateway } else { nic.gateway6 = nic.gateway6 ?? gateway }
+    }
+    if !addresses.contains(where: { $0.family == .ipv4 }) {
+        nic.dhcp4 = network.ips.contains { $0.address.family == .ipv4 && $0.hasDHCP }
+    }
+    if !addresses.contains(where: { $0.family == .ipv6 }), let ip = network.ips.first(where: { $0.address.family == .ipv6 }) {
+        if network.ips.contains(where: { $0.address.family == .ipv6 && $0.hasDHCP }) {
+            nic.dhcp6 = true
+        } else if ip.subnet.prefix == 64 {
+            nic.addresses.append((slaacAddress(of: mac, in: ip.subnet), 64))
+            nic.acceptRA = true
         }
     }
     return nic
+}
+
+/// The address SLAAC gives a NIC in a /64: the prefix and the MAC's modified EUI-64 (RFC 4291).
+func slaacAddress(of mac: MACAddress, in subnet: Subnet) -> IPAddress {
+    let bytes = [mac.bytes[0] ^ 0x02, mac.bytes[1], mac.bytes[2], 0xff, 0xfe, mac.bytes[3], mac.bytes[4], mac.bytes[5]]
+    let interfaceID = bytes.reduce(UInt128(0)) { ($0 << 8) | UInt128($1) }
+    return IPAddress(family: .ipv6, number: subnet.network.number | interfaceID)
 }
 
 /// A YAML double-quoted scalar.

@@ -63,7 +63,7 @@ struct VMSpecTests {
         #expect(many.count >= 999)  // 24 bits: a collision among 1,000 is possible, more is not plausible
     }
 
-    @Test("cloud-init: DHCP where dnsmasq serves it, /32 with an on-link route for a routed --all-usable address")
+    @Test("cloud-init: DHCPv4 where dnsmasq serves the reservation, static otherwise (a /32 with an on-link gateway for a routed --all-usable address, no DHCP beside it)")
     func guestNetworkConfiguration() throws {
         let network = try NetworkDefinition(xml: """
             <network><name>pub</name><forward mode='open'/><bridge name='vb1'/>
@@ -71,36 +71,62 @@ struct VMSpecTests {
               <ip family='ipv6' address='2001:db8:aa::1' prefix='64'/></network>
             """)
         let mac = MACAddress("52:54:00:00:00:01")!
-        let nic = try guestConfiguration(
-            mac: mac, addresses: [IPAddress("192.0.2.10")!, IPAddress("203.0.113.90")!, IPAddress("2001:db8:aa::10")!], network: network)
-        #expect(nic.dhcp4 && !nic.dhcp6)
-        #expect(nic.addresses.map { "\($0.address)/\($0.prefix)" } == ["203.0.113.90/32", "2001:db8:aa::10/64"])
-        #expect(nic.routes.map { "\($0.via) \($0.onLink)" } == ["192.0.2.1 true", "2001:db8:aa::1 false"])
-        let seed = CloudInitSeed(instanceID: "web1-1", hostname: "web1", sshKeys: ["ssh-ed25519 AAAA key\"1"], userData: nil, nics: [nic])
+        // The routed address alone: static only, although the network serves DHCPv4.
+        let routed = try guestConfiguration(mac: mac, addresses: [IPAddress("203.0.113.90")!, IPAddress("2001:db8:aa::10")!], network: network)
+        #expect(!routed.dhcp4 && !routed.dhcp6 && !routed.acceptRA)
+        #expect(routed.addresses.map { "\($0.address)/\($0.prefix)" } == ["203.0.113.90/32", "2001:db8:aa::10/64"])
+        #expect(routed.gateway4 == IPAddress("192.0.2.1") && routed.gateway6 == IPAddress("2001:db8:aa::1"))
+        // A reservation dnsmasq serves: DHCPv4; IPv6 unreserved on a SLAAC subnet: the EUI-64 address.
+        let served = try guestConfiguration(mac: mac, addresses: [IPAddress("192.0.2.10")!], network: network)
+        #expect(served.dhcp4 && !served.dhcp6 && served.acceptRA && served.gateway4 == nil && served.gateway6 == nil)
+        #expect(served.addresses.map { "\($0.address)/\($0.prefix)" } == ["2001:db8:aa:0:5054:ff:fe00:1/64"])
+        let seed = CloudInitSeed(instanceID: "web1-1", hostname: "web1", sshKeys: ["ssh-ed25519 AAAA key\"1"], userData: nil, nics: [routed, served])
         #expect(seed.networkConfig == """
             ethernets:
               nic0:
                 addresses:
                 - 203.0.113.90/32
                 - 2001:db8:aa::10/64
+                dhcp4: false
+                dhcp6: false
+                gateway4: 192.0.2.1
+                gateway6: 2001:db8:aa::1
+                match:
+                  macaddress: '52:54:00:00:00:01'
+              nic1:
+                accept-ra: true
+                addresses:
+                - 2001:db8:aa:0:5054:ff:fe00:1/64
                 dhcp4: true
                 dhcp6: false
                 match:
                   macaddress: '52:54:00:00:00:01'
-                routes:
-                - on-link: true
-                  to: 0.0.0.0/0
-                  via: 192.0.2.1
-                - to: ::/0
-                  via: 2001:db8:aa::1
             version: 2
 
             """)
         #expect(seed.metaData == "instance-id: \"web1-1\"\nlocal-hostname: \"web1\"\npublic-keys:\n  - \"ssh-ed25519 AAAA key\\\"1\"\n")
-        #expect(seed.userDataText == "#cloud-config\n")
+        #expect(seed.userDataText == "#cloud-config\nmanage_etc_hosts: localhost\n")
+        #expect(CloudInitSeed(instanceID: "i", hostname: "h", sshKeys: [], userData: " \n", nics: []).userDataText == seed.userDataText)
+        #expect(CloudInitSeed(instanceID: "i", hostname: "h", sshKeys: [], userData: "#cloud-config\n{}\n", nics: []).userDataText == "#cloud-config\n{}\n")
         let isolated = try NetworkDefinition(xml: "<network><name>iso</name></network>")
         #expect(message { _ = try guestConfiguration(mac: mac, addresses: [IPAddress("203.0.113.9")!], network: isolated) }
             .contains("has no IPv4 address"))
+    }
+
+    @Test("cloud-init: a DHCPv6 reservation is static too; DHCPv6 without one; SLAAC's address is the MAC's modified EUI-64")
+    func guestIPv6Configuration() throws {
+        let dhcp6 = try NetworkDefinition(xml: """
+            <network><name>v6</name><forward mode='route'/><bridge name='vb2'/>
+              <ip family='ipv6' address='2001:db8:bb::1' prefix='64'><dhcp><range start='2001:db8:bb::100' end='2001:db8:bb::1ff'/></dhcp></ip></network>
+            """)
+        let mac = MACAddress("52:54:00:ab:cd:ef")!
+        let reserved = try guestConfiguration(mac: mac, addresses: [IPAddress("2001:db8:bb::20")!], network: dhcp6)
+        #expect(!reserved.dhcp4 && !reserved.dhcp6 && reserved.gateway6 == IPAddress("2001:db8:bb::1"))
+        #expect(reserved.addresses.map { "\($0.address)/\($0.prefix)" } == ["2001:db8:bb::20/64"])
+        let dynamic = try guestConfiguration(mac: mac, addresses: [], network: dhcp6)
+        #expect(dynamic.dhcp6 && dynamic.addresses.isEmpty && !dynamic.acceptRA)
+        #expect(slaacAddress(of: MACAddress("02:00:00:00:00:01")!, in: Subnet("fd00:1::/64")!) == IPAddress("fd00:1::ff:fe00:1"))
+        #expect(slaacAddress(of: mac, in: Subnet("2001:db8:cc::/64")!) == IPAddress("2001:db8:cc::5054:ff:feab:cdef"))
     }
 
     @Test("waiting for addresses: leases by MAC or DUID, any IPv4 lease, ARP for static IPv4")
