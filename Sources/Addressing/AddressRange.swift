@@ -86,3 +86,33 @@ extension AddressRange {
     /// Parses text (`LosslessStringConvertible`).
     public init?(_ description: String) { self.init(Substring(description)) }
 }
+
+extension AddressRange {
+    /// The fewest subnets that together hold exactly this range (`203.0.113.16-203.0.113.31` is
+    /// `203.0.113.16/28`; `.1-.6` is `.1/32 .2/31 .4/31 .6/32`), in order.
+    public var subnets: [Subnet] {
+        var result: [Subnet] = []
+        var start = first.number
+        let end = last.number
+        let bits = family.bits
+        while true {
+            // The largest aligned block at `start` that does not run past `end`.
+            var prefix = bits
+            while prefix > 0 {
+                let candidate = prefix - 1
+                let hostBits = bits - candidate
+                let blockMask: UInt128 = hostBits >= 128 ? .max : (UInt128(1) << hostBits) - 1
+                guard start & blockMask == 0 else { break }
+                let (blockEnd, overflow) = start.addingReportingOverflow(blockMask)
+                guard !overflow, blockEnd <= end else { break }
+                prefix = candidate
+            }
+            result.append(Subnet(containing: IPAddress(family: family, number: start), prefix: prefix)!)
+            let hostBits = bits - prefix
+            let blockMask: UInt128 = hostBits >= 128 ? .max : (UInt128(1) << hostBits) - 1
+            let (blockEnd, _) = start.addingReportingOverflow(blockMask)
+            if blockEnd >= end { return result }
+            start = blockEnd + 1
+        }
+    }
+}

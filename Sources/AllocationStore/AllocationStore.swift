@@ -226,13 +226,13 @@ public final class AllocationStore: Sendable {
     // MARK: Allocations
 
     /// Hands one address of `family` from `poolName` to an owner, atomically: the lowest free
-    /// address, or exactly `requested`.
+    /// address not in `avoiding` (addresses the caller found in use elsewhere), or exactly `requested`.
     ///
     /// - Throws: ``StoreError/exhausted(pool:family:size:)`` when every address is taken,
     ///   ``StoreError/addressTaken(_:owner:)``, ``StoreError/addressOutsidePool(_:pool:)``,
     ///   ``StoreError/macHoldsAddress(_:address:)``.
     public func allocate(
-        from poolName: String, family: IPAddress.Family, requested: IPAddress? = nil,
+        from poolName: String, family: IPAddress.Family, requested: IPAddress? = nil, avoiding: Set<IPAddress> = [],
         ownerUUID: UUID? = nil, ownerName: String, mac: MACAddress
     ) throws(StoreError) -> Allocation {
         try write { db in
@@ -251,7 +251,7 @@ public final class AllocationStore: Sendable {
                 }
                 address = requested
             } else {
-                guard let free = pool.layout.firstFree(family, allocated: Set(onNetwork.map(\.address))) else {
+                guard let free = pool.layout.firstFree(family, allocated: Set(onNetwork.map(\.address)).union(avoiding)) else {
                     throw StoreError.exhausted(pool: poolName, family: family, size: pool.layout.size(of: family))
                 }
                 address = free

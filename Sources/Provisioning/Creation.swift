@@ -16,15 +16,18 @@ public struct Creation: Sendable {
     public let connection: Connection
     public let templates: Templates
     public let logger: Logger
+    /// Where host routes and leases are changed.
+    public let host: any HostSide
     /// Called with each step's title as it begins (a terminal shows them).
     public let progress: @Sendable (String) -> Void
 
     /// Whether the connection's host is this machine (its files can be checked here).
     public let isLocalHost: Bool
 
-    public init(plan: CreatePlan, state: State, connection: Connection, templates: Templates, logger: Logger, isLocalHost: Bool = true,
+    public init(plan: CreatePlan, state: State, connection: Connection, host: some HostSide, templates: Templates, logger: Logger, isLocalHost: Bool = true,
                 progress: @escaping @Sendable (String) -> Void = { _ in }) {
         self.isLocalHost = isLocalHost
+        self.host = host
         self.plan = plan
         self.state = state
         self.connection = connection
@@ -71,7 +74,7 @@ public struct Creation: Sendable {
         let cause = interrupts.received.map { "interrupted by \($0)" } ?? (failure?.description ?? "unknown failure")
         progress("undoing the create of \(plan.name)")
         do {
-            try await rollBack(await journal.pending, state: state, connection: connection)
+            try await rollBack(await journal.pending, state: state, connection: connection, host: host)
         } catch {
             throw ProvisioningError(.incomplete, "cannot create VM \(plan.name): \(cause); \(error.description)", cause: failure)
         }
@@ -262,7 +265,7 @@ public struct Creation: Sendable {
         }
         let networks = try await libvirtCall("list the networks") { () async throws(LibvirtError) in try await connection.networks() }
         for network in networks {
-            let view = try await Reservations(state: state, connection: connection).views(of: network)
+            let view = try await Reservations(state: state, connection: connection, host: host).views(of: network)
             survey.networks[network.name] = view.live ?? view.persistent
             for definition in [view.live, view.persistent].compactMap({ $0 }) {
                 for host in definition.ips.flatMap(\.hosts) {
@@ -325,7 +328,7 @@ public struct Creation: Sendable {
         var seedNICs: [CloudInitSeed.NIC] = []
         if !checked.nics.isEmpty {
             try await step(.addresses) { () async throws(ProvisioningError) in
-                let reservations = Reservations(state: state, connection: connection)
+                let reservations = Reservations(state: state, connection: connection, host: host)
                 for nic in checked.nics {
                     var reserved: [IPAddress] = []
                     if let pool = nic.pool {

@@ -123,7 +123,7 @@ public struct Destroyer: Sendable {
             owned.append(Allocation(pool: recorded.pool, network: recorded.network, address: recorded.address, ownerUUID: domain.uuid,
                                     ownerName: domain.name, mac: recorded.mac))
         }
-        let reservations = Reservations(state: state, connection: connection)
+        let reservations = Reservations(state: state, connection: connection, host: session.host)
         for allocation in owned {
             logger.debug("releasing \(allocation.address) of \(domain.name)")
             try await reservations.release(allocation)

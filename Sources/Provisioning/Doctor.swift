@@ -17,7 +17,7 @@ public struct Doctor: Sendable {
     private var connection: Connection { session.connection }
     private var logger: Logger { session.logger }
 
-    private var reservations: Reservations { Reservations(state: state, connection: connection) }
+    private var reservations: Reservations { Reservations(state: state, connection: connection, host: session.host) }
 
     /// Examines everything; with `fix`, first undoes abandoned creates, then repairs each fixable
     /// finding, and reports what is left.
@@ -28,7 +28,7 @@ public struct Doctor: Sendable {
             // First: they own allocations that must not be taken for another finding.
             for create in abandoned {
                 logger.debug("undoing the abandoned create of \(create.name)")
-                try await rollBack(create.pending, state: state, connection: connection)
+                try await rollBack(create.pending, state: state, connection: connection, host: session.host)
                 undone.append(create)
             }
             abandoned = try await abandonedCreates()

@@ -1,5 +1,5 @@
 import Addressing
-import AllocationStore
+public import AllocationStore
 import Foundation
 public import HostFirewall
 public import Libvirt
@@ -113,12 +113,41 @@ public struct Networks: Sendable {
         try await libvirtCall("list the networks") { () async throws(LibvirtError) in try await connection.networks() }.map(\.name).sorted()
     }
 
-    public func start(_ name: String) async throws(ProvisioningError) -> Network {
+    /// Starts a network, then routes the addresses its pools hold outside its subnets to its new
+    /// bridge: the routes went with the old bridge when the network stopped.
+    public func start(_ name: String, state: State) async throws(ProvisioningError) -> Network {
         let network = try await connection.existingNetwork(name)
+        let routed = try await routedAllocations(of: name, definition: try await network.definition(), state: state)
+        if !routed.isEmpty, !isLocal(uri) || geteuid() != 0 {
+            throw ProvisioningError(.unsupported, "network \(name) routes \(routed.map(\.address.description).joined(separator: ", ")) to its bridge, and only root on the bridge's host can add those routes",
+                                    hint: "start it as root where libvirtd's bridges are")
+        }
         try await libvirtCall("start network \(name)") { () async throws(LibvirtError) in
             if try await !network.isActive() { try await network.start() }
         }
+        try await restoreRoutes(of: network, state: state)
         return network
+    }
+
+    /// Adds the host route of every address `name`'s pools hold outside its subnets, as
+    /// reservations do; returns the routes added.
+    @discardableResult
+    public func restoreRoutes(of network: Network, state: State) async throws(ProvisioningError) -> [HostRoute] {
+        let definition = try await network.definition()
+        let routed = try await routedAllocations(of: network.name, definition: definition, state: state)
+        guard !routed.isEmpty, let bridge = definition.bridge else { return [] }
+        if let reason = session.host.routesUnavailable(bridge: bridge) {
+            throw ProvisioningError(.unsupported, "network \(network.name) runs, but the routes of \(routed.map(\.address.description).joined(separator: ", ")) to bridge \(bridge) cannot be added: \(reason)",
+                                    hint: "run vmctl doctor --fix where libvirtd's bridges are")
+        }
+        for allocation in routed { try await session.host.addRoute(to: allocation.address, bridge: bridge) }
+        return routed.map { HostRoute(address: $0.address, bridge: bridge) }
+    }
+
+    /// The allocations on network `name` outside every one of its subnets.
+    private func routedAllocations(of name: String, definition: NetworkDefinition, state: State) async throws(ProvisioningError) -> [Allocation] {
+        try await state.run { store throws(StoreError) in try store.allocations() }
+            .filter { $0.network == name && definition.ipElement(containing: $0.address) == nil }
     }
 
     public func stop(_ name: String) async throws(ProvisioningError) -> Network {
@@ -176,15 +205,17 @@ public struct Networks: Sendable {
 
     // MARK: The host firewall of open networks
 
-    /// The rules an open network needs; other modes are refused (libvirt owns their firewall).
-    public func firewallRules(_ name: String) async throws(ProvisioningError) -> FirewallRules {
+    /// The rules an open network needs, covering its subnets and the ranges of its pools outside
+    /// them (routed `--all-usable` pools); other modes are refused (libvirt owns their firewall).
+    public func firewallRules(_ name: String, state: State) async throws(ProvisioningError) -> FirewallRules {
         let network = try await connection.existingNetwork(name)
         let definition = try await network.definition()
         guard definition.forwardMode == "open" else {
             throw ProvisioningError(.conflict, "network \(name) is \(definition.forwardMode ?? "isolated"): libvirt manages its firewall",
                                     hint: "vmctl network firewall is for open networks")
         }
-        return FirewallRules(definition)
+        let pools = try await state.run { store throws(StoreError) in try store.pools() }.filter { $0.network == name }
+        return FirewallRules(definition, pools: pools)
     }
 
     /// Loads the open network's rules into this host's firewall, with forwarding on.
@@ -212,11 +243,14 @@ public struct Networks: Sendable {
 }
 
 extension FirewallRules {
-    /// The rules of an open network's definition: its subnets, and DHCPv6 when it serves it.
-    public init(_ definition: NetworkDefinition) {
+    /// The rules of an open network's definition: its subnets and the ranges of `pools` outside
+    /// them (as the fewest subnets that hold them), and DHCPv6 when it serves it.
+    public init(_ definition: NetworkDefinition, pools: [Pool] = []) {
+        let routed = pools.flatMap(\.layout.ranges).filter { definition.ipElement(containing: $0.first) == nil }.flatMap(\.subnets)
+        let subnets = definition.ips.map(\.subnet) + routed
         self.init(network: definition.name, bridge: definition.bridge ?? "",
-                  ipv4: definition.ips.map(\.subnet).filter { $0.family == .ipv4 },
-                  ipv6: definition.ips.map(\.subnet).filter { $0.family == .ipv6 },
+                  ipv4: subnets.filter { $0.family == .ipv4 },
+                  ipv6: subnets.filter { $0.family == .ipv6 },
                   dhcpv6: definition.ips.contains { $0.subnet.family == .ipv6 && $0.dhcpRange != nil })
     }
 }

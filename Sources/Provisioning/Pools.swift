@@ -85,7 +85,7 @@ public struct Pools: Sendable {
                                         hint: "release them with vmctl pool release, or destroy it with force",
                                         cause: StoreError.poolInUse(name, allocations: allocations.count))
             }
-            let reservations = Reservations(state: state, connection: try await Session.open(uri, logger: logger).connection)
+            let reservations = Reservations(state: state, session: try await Session.open(uri, logger: logger))
             for allocation in allocations { try await reservations.release(allocation) }
         }
         try await state.run { store throws(StoreError) in try store.deletePool(named: name, force: force) }
@@ -95,10 +95,11 @@ public struct Pools: Sendable {
     /// Reserves addresses for a NIC; a domain called `owner` becomes their owner, so that doctor
     /// notices when it is gone.
     public func reserve(from name: String, mac: MACAddress, owner: String, requested: [IPAddress],
-                        on connection: Connection) async throws(ProvisioningError) -> ReservationList {
+                        on session: Session) async throws(ProvisioningError) -> ReservationList {
+        let connection = session.connection
         let pool = try await state.run { store throws(StoreError) in try store.pool(named: name) }
         let ownerUUID = try await connection.domainIfExists(owner)?.uuid
-        let made = try await Reservations(state: state, connection: connection)
+        let made = try await Reservations(state: state, session: session)
             .reserve(from: pool, mac: mac, owner: owner, ownerUUID: ownerUUID, requested: requested)
         return ReservationList(allocations: made.map(AllocationView.init))
     }
@@ -112,7 +113,7 @@ public struct Pools: Sendable {
         guard let allocation = allocations.first(where: { $0.address == address }) else {
             throw ProvisioningError(StoreError.notAllocated(address, pool: name))
         }
-        try await Reservations(state: state, connection: try await Session.open(uri, logger: logger).connection).release(allocation)
+        try await Reservations(state: state, session: try await Session.open(uri, logger: logger)).release(allocation)
         return AllocationView(allocation)
     }
 

@@ -31,7 +31,7 @@ enum ProcessTag {
 /// Every part is done even when one fails; the journal is kept until all succeeded, so that
 /// `vmctl doctor --fix` can finish the job. The same code serves a failed create, an
 /// interrupted one, and doctor's repair of one whose process was killed.
-func rollBack(_ pending: PendingCreate, state: State, connection: Connection) async throws(ProvisioningError) {
+func rollBack(_ pending: PendingCreate, state: State, connection: Connection, host: some HostSide) async throws(ProvisioningError) {
     var problems: [String] = []
     do {
         let domain = try await connection.domain(uuid: pending.uuid)
@@ -42,7 +42,7 @@ func rollBack(_ pending: PendingCreate, state: State, connection: Connection) as
     } catch {
         problems.append("remove the domain: \(error.message)")
     }
-    let reservations = Reservations(state: state, connection: connection)
+    let reservations = Reservations(state: state, connection: connection, host: host)
     do {
         for allocation in try await state.run({ store throws(StoreError) in try store.allocations(ownedBy: pending.uuid) }) {
             do { try await reservations.release(allocation) } catch { problems.append(error.message) }

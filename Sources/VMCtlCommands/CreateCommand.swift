@@ -114,7 +114,7 @@ public struct Create: AsyncParsableCommand {
         let state = try await state.open()
         let session = try await global.connect()
         let showProgress = !output.quiet && isatty(STDERR_FILENO) == 1
-        let creation = Creation(plan: plan, state: state, connection: session.connection, templates: templates, logger: session.logger,
+        let creation = Creation(plan: plan, state: state, connection: session.connection, host: session.host, templates: templates, logger: session.logger,
                                 isLocalHost: isLocal(session.uri)) { step in
             if showProgress { Output.say(step) }
         }

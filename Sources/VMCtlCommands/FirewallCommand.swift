@@ -19,14 +19,16 @@ extension NetworkCommand {
         public enum RuleFormat: String, ExpressibleByArgument, CaseIterable, Sendable { case iptables, nft }
 
         @OptionGroup var global: GlobalOptions
+        @OptionGroup var state: StateOptions
         @Argument(help: "The open network's name.", completion: Complete.network) var name: String
         @Option(help: "iptables (iptables-restore input) or nft.") var format: RuleFormat = .iptables
         @Flag(help: "Apply the rules on this host instead of printing them.") var apply = false
         public init() {}
 
         public func run() async throws {
+            let state = try await state.open()
             let networks = try await global.connect().networks
-            let rules = try await networks.firewallRules(name)
+            let rules = try await networks.firewallRules(name, state: state)
             guard apply else {
                 return Output.write(format == .nft ? rules.nft : rules.iptablesWithJumps)
             }

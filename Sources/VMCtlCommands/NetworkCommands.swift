@@ -112,13 +112,15 @@ public struct NetworkCommand: AsyncParsableCommand {
     public struct Start: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(abstract: "Start a defined network.")
         @OptionGroup var global: GlobalOptions
+        @OptionGroup var state: StateOptions
         @Argument(help: "The network's name.", completion: Complete.network) var name: String
         @OptionGroup var output: OutputOptions
         public init() {}
 
         public func run() async throws {
+            let state = try await state.open()
             let networks = try await global.connect().networks
-            try Output.print(Silent(model: try await networks.summary(of: try await networks.start(name)), name: name), output)
+            try Output.print(Silent(model: try await networks.summary(of: try await networks.start(name, state: state)), name: name), output)
         }
     }
 

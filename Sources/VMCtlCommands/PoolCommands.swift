@@ -141,7 +141,7 @@ public struct PoolCommand: AsyncParsableCommand {
             let state = try await state.open()
             let session = try await global.connect()
             let made = try await Pools(state: state, logger: session.logger).reserve(
-                from: pool, mac: MACAddress(mac)!, owner: owner, requested: addresses.compactMap { IPAddress($0) }, on: session.connection)
+                from: pool, mac: MACAddress(mac)!, owner: owner, requested: addresses.compactMap { IPAddress($0) }, on: session)
             try Output.print(made, output)
         }
     }

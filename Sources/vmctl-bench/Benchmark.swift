@@ -41,7 +41,7 @@ enum Reservations {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let store = try AllocationStore(path: scratch.appendingPathComponent("state.sqlite").path)
-        let reservations = Provisioning.Reservations(state: State(store: store), connection: connection)
+        let reservations = Provisioning.Reservations(state: State(store: store), connection: connection, host: LocalHost(uri: uri))
 
         print("reservation of one IPv4 address (store + live and persistent DHCP host entry), \(runs) runs after a warm-up")
         print("mode       median ms   min ms   max ms   \(concurrent) concurrent, total ms   goal (<5 ms, <1000 ms)")

@@ -101,6 +101,23 @@ struct PoolLayoutTests {
         #expect(allocateAll(whole, .ipv4).count == 253)
     }
 
+    @Test("a range as the fewest subnets that hold exactly it")
+    func rangeSubnets() throws {
+        func subnets(_ text: String) -> [String] { AddressRange(text)!.subnets.map(\.description) }
+        #expect(subnets("203.0.113.16-203.0.113.31") == ["203.0.113.16/28"])
+        #expect(subnets("203.0.113.1-203.0.113.6") == ["203.0.113.1/32", "203.0.113.2/31", "203.0.113.4/31", "203.0.113.6/32"])
+        #expect(subnets("203.0.113.9") == ["203.0.113.9/32"])
+        #expect(subnets("0.0.0.0-255.255.255.255") == ["0.0.0.0/0"])
+        #expect(subnets("2001:db8::-2001:db8::ffff:ffff:ffff:ffff") == ["2001:db8::/64"])
+        #expect(subnets("::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") == ["::/0"])
+        #expect(subnets("255.255.255.254-255.255.255.255") == ["255.255.255.254/31"])
+        // Every address of a range is in exactly one of its subnets, and nothing else is.
+        let range = AddressRange("10.0.0.3-10.0.1.77")!
+        let covered = range.subnets.reduce(UInt128(0)) { $0 + $1.size }
+        #expect(covered == range.count)
+        #expect(range.subnets.allSatisfy { range.contains($0.network) && range.contains($0.last) })
+    }
+
     @Test("a /31 has no broadcast address (RFC 3021): the address that is not the gateway is handed out")
     func pointToPoint() throws {
         let link = (subnet: Subnet("192.0.2.8/31")!, gateway: IPAddress("192.0.2.8"))

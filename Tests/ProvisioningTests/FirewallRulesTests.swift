@@ -1,3 +1,5 @@
+import Addressing
+import AllocationStore
 import LibvirtXML
 import Testing
 @testable import Provisioning
@@ -36,5 +38,23 @@ struct FirewallRulesTests {
         #expect(v6.contains("icmp6-port-unreachable"))
         #expect(!r.nft.contains("postrouting"))
         #expect(r.nft.hasPrefix("# vmctl: host firewall for open network o (bridge vmbr4); nft -f\ntable inet vmctl_vmbr4\ndelete table inet vmctl_vmbr4\n"))
+    }
+
+    @Test("a routed --all-usable pool outside the network's subnets is covered too (seed 000), as the fewest subnets; pools inside add nothing")
+    func routedPools() throws {
+        let definition = try NetworkDefinition(xml: """
+            <network><name>o</name><forward mode='open'/><bridge name='vmbr4'/>
+              <ip address='10.9.0.1' prefix='24'/><ip family='ipv6' address='2001:db8:aa::1' prefix='64'/></network>
+            """)
+        let routed = Pool(name: "pub", network: "o", layout: try PoolLayout(
+            ranges: [AddressRange("203.0.113.16-203.0.113.31")!, AddressRange("2001:db8:bb::10-2001:db8:bb::11")!], subnets: [], allUsable: true), allUsable: true)
+        let inside = Pool(name: "lan", network: "o", layout: try PoolLayout(
+            ranges: [AddressRange("10.9.0.10-10.9.0.20")!], subnets: [(Subnet("10.9.0.0/24")!, IPAddress("10.9.0.1"))]), allUsable: false)
+        let r = FirewallRules(definition, pools: [routed, inside])
+        #expect(r.ipv4.map(\.description) == ["10.9.0.0/24", "203.0.113.16/28"])
+        #expect(r.ipv6.map(\.description) == ["2001:db8:aa::/64", "2001:db8:bb::10/127"])
+        #expect(r.iptables.contains("-A VMCTL-FWD-vmbr4 -d 203.0.113.16/28 -o vmbr4 -j ACCEPT"))
+        #expect(r.iptables.contains("-A VMCTL-FWD-vmbr4 -s 203.0.113.16/28 -i vmbr4 -j ACCEPT"))
+        #expect(!r.iptables.contains("-s 203.0.113.16/28 ! -d"))  // public: routed, never masqueraded
     }
 }

@@ -1,0 +1,64 @@
+public import Addressing
+import Foundation
+public import HostFirewall
+public import Logging
+
+/// What a reservation changes on the host besides libvirt and the store: the host route an
+/// address outside every subnet of its network needs (seed 000: each address of a routed
+/// subnet on its own, so that all of them are usable), and dnsmasq's lease of a guest that is
+/// gone. `LocalHost` is the machine vmctl runs on; tests use a recorder.
+public protocol HostSide: Sendable {
+    /// Why vmctl cannot change the routes of `bridge` from here, or `nil` when it can.
+    func routesUnavailable(bridge: String) -> String?
+    func addRoute(to address: IPAddress, bridge: String) async throws(ProvisioningError)
+    func removeRoute(to address: IPAddress, bridge: String) async throws(ProvisioningError)
+    /// Ends dnsmasq's lease of `address` to `mac`; false when that cannot be done from here.
+    func releaseLease(_ address: IPAddress, mac: MACAddress, bridge: String) async -> Bool
+}
+
+/// The host of a local connection, in the network namespace vmctl runs in.
+public struct LocalHost: HostSide {
+    public let uri: String
+    public let logger: Logger
+
+    public init(uri: String, logger: Logger = Logger(label: "vmctl")) {
+        self.uri = uri
+        self.logger = logger
+    }
+
+    private var network: HostNetwork { HostNetwork(logger: logger) }
+
+    public func routesUnavailable(bridge: String) -> String? {
+        if !isLocal(uri) { return "\(uri) is another host" }
+        if !Firewall.interfaceExists(bridge) { return "bridge \(bridge) is not in this network namespace" }
+        if geteuid() != 0 { return "only root can change routes" }
+        return nil
+    }
+
+    public func addRoute(to address: IPAddress, bridge: String) async throws(ProvisioningError) {
+        do { try await network.addRoute(to: address, bridge: bridge) } catch {
+            throw ProvisioningError(.tool, "cannot route \(address) to bridge \(bridge): \(error.description)", cause: error)
+        }
+    }
+
+    public func removeRoute(to address: IPAddress, bridge: String) async throws(ProvisioningError) {
+        do { try await network.removeRoute(to: address, bridge: bridge) } catch {
+            throw ProvisioningError(.tool, "cannot remove the route of \(address) to bridge \(bridge): \(error.description)", cause: error)
+        }
+    }
+
+    public func releaseLease(_ address: IPAddress, mac: MACAddress, bridge: String) async -> Bool {
+        guard routesUnavailable(bridge: bridge) == nil else { return false }
+        do {
+            return try await network.releaseLease(address, mac: mac, bridge: bridge)
+        } catch {
+            logger.debug("dhcp_release \(bridge) \(address) \(mac) failed: \(error.description)")
+            return false
+        }
+    }
+}
+
+extension Session {
+    /// The host this session's connection is on, as reservations change it.
+    public var host: LocalHost { LocalHost(uri: uri, logger: logger) }
+}
