@@ -136,7 +136,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ProvisioningTests",
-            dependencies: ["Provisioning", "Libvirt", "LibvirtXML", "AllocationStore", "Addressing", "TestSupport",
+            dependencies: ["Provisioning", "HostFirewall", "Libvirt", "LibvirtXML", "AllocationStore", "Addressing", "TestSupport",
                            .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strictSwift
         ),

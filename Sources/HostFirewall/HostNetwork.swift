@@ -71,10 +71,17 @@ public struct HostNetwork: Sendable {
         }
     }
 
-    /// The neighbours the kernel has resolved on `bridge`: each address with its link-layer address
-    /// (entries that failed or are still being resolved are left out).
+    /// The neighbours on `bridge` that answered lately (REACHABLE, or PERMANENT): each address with
+    /// its link-layer address. A STALE entry may be a guest that is gone (a VM created again with
+    /// its name has the same MAC and address); a probe makes the kernel confirm it or drop it.
     public func neighbours(on bridge: String) async throws(ToolError) -> [Neighbour] {
         Neighbour.parse(try await ip.run(["-j", "neigh", "show", "dev", bridge], logger: logger))
+    }
+
+    /// Drops the kernel's neighbour entry for `address` on `bridge`, so that a guest that is gone
+    /// is not taken for the next one to hold the address. One that is not there is no failure.
+    public func forgetNeighbour(_ address: IPAddress, bridge: String) async {
+        _ = try? await ip.run(["neigh", "del", address.description, "dev", bridge], logger: logger)
     }
 
     /// Sends dnsmasq a DHCPRELEASE on behalf of `mac` for `address` (dnsmasq-utils' `dhcp_release`),
@@ -124,13 +131,13 @@ public struct Neighbour: Hashable, Sendable {
         self.mac = mac
     }
 
-    /// Neighbours in `ip -j neigh show` output, without FAILED and INCOMPLETE entries.
+    /// The confirmed neighbours (REACHABLE or PERMANENT) in `ip -j neigh show` output.
     static func parse(_ json: String) -> [Neighbour] {
         struct Entry: Decodable { var dst: String; var lladdr: String?; var state: [String]? }
         let entries = (try? JSONDecoder().decode([Entry].self, from: Data(json.utf8))) ?? []
         return entries.compactMap { entry in
             let states = Set(entry.state ?? [])
-            guard states.isDisjoint(with: ["FAILED", "INCOMPLETE"]), let lladdr = entry.lladdr,
+            guard !states.isDisjoint(with: ["REACHABLE", "PERMANENT"]), let lladdr = entry.lladdr,
                   let mac = MACAddress(lladdr), let address = IPAddress(entry.dst) else { return nil }
             return Neighbour(address: address, mac: mac)
         }

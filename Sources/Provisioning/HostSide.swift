@@ -14,6 +14,8 @@ public protocol HostSide: Sendable {
     func removeRoute(to address: IPAddress, bridge: String) async throws(ProvisioningError)
     /// Ends dnsmasq's lease of `address` to `mac`; false when that cannot be done from here.
     func releaseLease(_ address: IPAddress, mac: MACAddress, bridge: String) async -> Bool
+    /// Forgets the neighbour entry of an address whose guest is gone, where that can be done.
+    func forgetNeighbour(_ address: IPAddress, bridge: String) async
 }
 
 /// The host of a local connection, in the network namespace vmctl runs in.
@@ -55,6 +57,13 @@ public struct LocalHost: HostSide {
             logger.debug("dhcp_release \(bridge) \(address) \(mac) failed: \(error.description)")
             return false
         }
+    }
+}
+
+extension LocalHost {
+    public func forgetNeighbour(_ address: IPAddress, bridge: String) async {
+        guard routesUnavailable(bridge: bridge) == nil else { return }
+        await network.forgetNeighbour(address, bridge: bridge)
     }
 }
 

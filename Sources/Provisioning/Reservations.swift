@@ -113,6 +113,7 @@ public struct Reservations: Sendable {
                     try await self.host.removeRoute(to: allocation.address, bridge: bridge)
                 }
             }
+            if let bridge = view.live?.bridge { await self.host.forgetNeighbour(allocation.address, bridge: bridge) }
         }
         do {
             _ = try await state.run { store throws(StoreError) in try store.release(allocation.address, from: allocation.pool) }

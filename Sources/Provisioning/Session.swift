@@ -54,7 +54,7 @@ public struct Session: Sendable {
     public func wait(for condition: String, vm name: String, timeout: Duration) async throws(ProvisioningError) {
         let domain = try await connection.existingDomain(name)
         if condition == "ip" {
-            try await waitForAddresses(of: domain, on: connection, timeout: timeout)
+            try await waitForAddresses(of: domain, on: connection, host: host, timeout: timeout)
         } else {
             try await waitForState(condition, of: domain, on: connection, timeout: timeout)
         }

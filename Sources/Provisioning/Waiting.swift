@@ -1,5 +1,6 @@
 public import Addressing
 import Foundation
+public import HostFirewall
 public import Libvirt
 public import LibvirtXML
 
@@ -44,42 +45,68 @@ public func waitForState(_ wanted: String, of domain: Domain, on connection: Con
     }
 }
 
-/// What "the guest holds its addresses" means for one NIC: the reserved addresses its network's
-/// dnsmasq serves must be leased to its MAC; a NIC without reservation on a network with IPv4
-/// DHCP must hold some IPv4 lease; a reserved IPv4 address configured statically (cloud-init)
-/// must show in the host's ARP table. Static IPv6 addresses cannot be observed without an agent
-/// and are not waited for.
+/// What "the guest holds its addresses" means for one NIC, from what its seed tells it to
+/// configure (`guestConfiguration`): a reserved IPv4 address its network's dnsmasq serves must be
+/// leased to its MAC; a NIC without a reserved IPv4 address on a network with IPv4 DHCP must hold
+/// some IPv4 lease; every address the seed configures statically (routed /32s and /128s,
+/// addresses of subnets without DHCP, DHCPv6 reservations, SLAAC's EUI-64 address) must answer
+/// from the NIC's MAC in the neighbour table of the bridge. Without a cloud-init seed only the
+/// reserved addresses are expected.
 public struct AddressExpectation: Equatable, Sendable {
     var network: String
+    var bridge: String?
     var mac: MACAddress
     var leased: [IPAddress]
     var anyIPv4Lease: Bool
-    var inARP: [IPAddress]
+    var neighbours: [IPAddress]
 
     public static func of(_ definition: DomainDefinition, networks: [String: NetworkDefinition]) -> [AddressExpectation] {
-        definition.interfaces.compactMap { interface in
+        let hasSeed = definition.metadata?.volumes.contains { $0.role == "seed" } ?? false
+        return definition.interfaces.compactMap { interface in
             guard let name = interface.network, let mac = interface.mac, let network = networks[name] else { return nil }
             let reserved = (definition.metadata?.addresses ?? []).filter { $0.mac == mac && $0.network == name }.map(\.address)
-            let served = reserved.filter { network.ipElement(containing: $0)?.hasDHCP == true }
+            let served = reserved.filter { $0.family == .ipv4 && network.ipElement(containing: $0)?.hasDHCP == true }
+            var statics = reserved.filter { !served.contains($0) }
+            if hasSeed, let nic = try? guestConfiguration(mac: mac, addresses: reserved, network: network) {
+                statics = nic.addresses.map(\.address)
+            }
             return AddressExpectation(
-                network: name, mac: mac, leased: served,
-                anyIPv4Lease: reserved.isEmpty && network.ips.contains { $0.address.family == .ipv4 && $0.hasDHCP },
-                inARP: reserved.filter { $0.family == .ipv4 && !served.contains($0) })
+                network: name, bridge: network.bridge, mac: mac, leased: served,
+                anyIPv4Lease: !reserved.contains { $0.family == .ipv4 } && network.ips.contains { $0.address.family == .ipv4 && $0.hasDHCP },
+                neighbours: statics)
         }
     }
 
-    /// What is still missing, given the network's leases and the domain's ARP entries.
-    public func missing(leases: [DHCPLease], arp: Set<IPAddress>) -> [String] {
+    /// What is still missing, given the network's leases and what answers for which address
+    /// (`answering`: the bridge's neighbour table, or libvirt's ARP source, which has no MACs).
+    public func missing(leases: [DHCPLease], answering: Answering) -> [String] {
         let mine = leases.filter { $0.belongs(to: mac) }.compactMap { IPAddress($0.address) }
         var missing = leased.filter { !mine.contains($0) }.map { "\($0) (lease on \(network))" }
         if anyIPv4Lease && !mine.contains(where: { $0.family == .ipv4 }) { missing.append("an IPv4 lease for \(mac) on \(network)") }
-        missing += inARP.filter { !arp.contains($0) }.map { "\($0) (ARP on \(network))" }
+        switch answering {
+        case .neighbours(let table):
+            missing += neighbours.filter { !table.contains(Neighbour(address: $0, mac: mac)) }.map { "\($0) (neighbour of \(bridge ?? network))" }
+        case .arp(let addresses, _):
+            missing += neighbours.filter { $0.family == .ipv4 && !addresses.contains($0) }.map { "\($0) (ARP on \(network))" }
+        }
         return missing
+    }
+
+    /// Where static addresses were looked for.
+    public enum Answering: Sendable {
+        /// The bridge's neighbour table, read in its network namespace: address and MAC.
+        case neighbours(Set<Neighbour>)
+        /// libvirt's ARP source (`virDomainInterfaceAddresses`), and its error if it failed. IPv6
+        /// is not in it: static IPv6 addresses are then not waited for.
+        case arp(Set<IPAddress>, error: String?)
     }
 }
 
-/// Polls until every expectation of the domain's NICs holds; the VM is never touched.
-public func waitForAddresses(of domain: Domain, on connection: Connection, timeout: Duration) async throws(ProvisioningError) {
+/// Polls until every expectation of the domain's NICs holds; the VM is never touched. Static
+/// addresses are looked for in the bridge's neighbour table (after a probe that makes the kernel
+/// resolve them) where vmctl runs beside the bridge, else through libvirt's ARP source, whose
+/// failure is reported.
+public func waitForAddresses(of domain: Domain, on connection: Connection, host: LocalHost, timeout: Duration) async throws(ProvisioningError) {
     let reader = VMReader(connection: connection)
     let (definition, _) = try await reader.read(domain)
     var networks: [String: Network] = [:]
@@ -90,8 +117,10 @@ public func waitForAddresses(of domain: Domain, on connection: Connection, timeo
         definitions[name] = try await network.definition()
     }
     let expectations = AddressExpectation.of(definition, networks: definitions)
+    let hostNetwork = HostNetwork(logger: host.logger)
     let deadline = ContinuousClock.now + timeout
     var missing: [String] = []
+    var arpError: String?
     while true {
         let state: Domain.State
         do { state = try await domain.state().state } catch { throw ProvisioningError(while: "read the state of VM \(domain.name)", error) }
@@ -100,16 +129,35 @@ public func waitForAddresses(of domain: Domain, on connection: Connection, timeo
         }
         var leases: [String: [DHCPLease]] = [:]
         for (name, network) in networks { leases[name] = (try? await network.dhcpLeases()) ?? [] }
-        var arp: Set<IPAddress> = []
-        if expectations.contains(where: { !$0.inARP.isEmpty }) {
-            let interfaces = (try? await domain.interfaceAddresses(source: .arp)) ?? []
-            arp = Set(interfaces.flatMap(\.addresses).compactMap { IPAddress($0.address) })
+        missing = []
+        for expectation in expectations {
+            var answering = AddressExpectation.Answering.neighbours([])
+            if !expectation.neighbours.isEmpty {
+                if let bridge = expectation.bridge, isLocal(host.uri), Firewall.interfaceExists(bridge) {
+                    for address in expectation.neighbours { hostNetwork.probe(address) }
+                    do {
+                        answering = .neighbours(Set(try await hostNetwork.neighbours(on: bridge)))
+                    } catch {
+                        throw ProvisioningError(.tool, "cannot read the neighbours of bridge \(bridge): \(error.description)", cause: error)
+                    }
+                } else {
+                    do throws(LibvirtError) {
+                        let interfaces = try await domain.interfaceAddresses(source: .arp)
+                        answering = .arp(Set(interfaces.flatMap(\.addresses).compactMap { IPAddress($0.address) }), error: nil)
+                        arpError = nil
+                    } catch {
+                        arpError = error.message
+                        answering = .arp([], error: error.message)
+                    }
+                }
+            }
+            missing += expectation.missing(leases: leases[expectation.network] ?? [], answering: answering)
         }
-        missing = expectations.flatMap { $0.missing(leases: leases[$0.network] ?? [], arp: arp) }
         if missing.isEmpty { return }
         if ContinuousClock.now >= deadline { break }
         try? await Task.sleep(for: .milliseconds(250))
     }
-    throw ProvisioningError(.timedOut, "VM \(domain.name) does not hold its addresses after \(timeout.components.seconds) s (missing: \(missing.joined(separator: ", "))); the VM is kept",
+    let arp = arpError.map { "; libvirt's ARP source failed: \($0) (run vmctl in the network namespace of the bridge to read its neighbour table instead)" } ?? ""
+    throw ProvisioningError(.timedOut, "VM \(domain.name) does not hold its addresses after \(timeout.components.seconds) s (missing: \(missing.joined(separator: ", ")))\(arp); the VM is kept",
                             hint: "see vmctl show \(domain.name), or remove it with vmctl destroy \(domain.name)")
 }

@@ -1,6 +1,6 @@
 import Addressing
 import Foundation
-import HostFirewall
+@testable import HostFirewall
 import Testing
 import TestSupport
 
@@ -56,5 +56,29 @@ struct RuleSetTests {
         #expect(rules.rules.jumps.map(\.target) == ["VMCTL-PFWD-vmbr0", "VMCTL-DNAT-vmbr0"])
         let none = PortForwardRules(bridge: "vmbr0", forwards: [])
         #expect(goldenMismatch(none.iptables, golden: "port-forwards-none.iptables") == nil)
+    }
+}
+
+@Suite("the host's routes and neighbours, as ip prints them")
+struct HostNetworkParsingTests {
+    @Test("host routes from ip -j route show: the bare address of a /32 or /128 and its device")
+    func routes() {
+        let v4 = #"[{"dst":"203.0.113.5","dev":"br0","scope":"link","flags":[]},{"dst":"default","dev":"eth0","gateway":"198.51.100.1","flags":[]}]"#
+        let v6 = #"[{"dst":"2001:db8::5","dev":"br0","metric":1024,"flags":[],"pref":"medium"}]"#
+        #expect(HostRoute.parse(v4) + HostRoute.parse(v6) == [HostRoute(address: IPAddress("203.0.113.5")!, bridge: "br0"),
+                                                              HostRoute(address: IPAddress("2001:db8::5")!, bridge: "br0")])
+        #expect(HostRoute.parse("").isEmpty)
+    }
+
+    @Test("neighbours from ip -j neigh show: only confirmed ones (REACHABLE, PERMANENT), with their MAC")
+    func neighbours() {
+        let json = #"""
+            [{"dst":"203.0.113.5","lladdr":"52:54:00:00:00:01","state":["REACHABLE"]},
+             {"dst":"203.0.113.6","lladdr":"52:54:00:00:00:02","state":["STALE"]},
+             {"dst":"203.0.113.7","state":["FAILED"]},
+             {"dst":"2001:db8::7","lladdr":"52:54:00:00:00:03","state":["PERMANENT"]}]
+            """#
+        #expect(Neighbour.parse(json) == [Neighbour(address: IPAddress("203.0.113.5")!, mac: MACAddress("52:54:00:00:00:01")!),
+                                          Neighbour(address: IPAddress("2001:db8::7")!, mac: MACAddress("52:54:00:00:00:03")!)])
     }
 }

@@ -94,6 +94,7 @@ final class RecordingHost: HostSide, @unchecked Sendable {
         lock.withLock { recorded.append("release \(address) \(mac) \(bridge)") }
         return unavailable == nil
     }
+    func forgetNeighbour(_ address: IPAddress, bridge: String) async { lock.withLock { recorded.append("forget \(address) \(bridge)") } }
 }
 
 struct FakeDirectory: NetworkDirectory {
@@ -215,7 +216,8 @@ struct ReservationsTests {
         #expect(network.updates.count == 1)
         try await reservations.release(routed[0])
         try await reservations.release(inside[0])
-        #expect(host.changes == ["add 203.0.113.16 vmbr9", "remove 203.0.113.16 vmbr9", "release 10.40.0.20 52:54:00:40:00:07 vmbr9"])
+        #expect(host.changes == ["add 203.0.113.16 vmbr9", "remove 203.0.113.16 vmbr9", "forget 203.0.113.16 vmbr9",
+                                 "release 10.40.0.20 52:54:00:40:00:07 vmbr9", "forget 10.40.0.20 vmbr9"])
 
         // Where the route cannot be made, the reservation is refused and nothing stays allocated.
         let elsewhere = Reservations(state: state, connection: FakeDirectory(networks: [network]), host: RecordingHost(unavailable: "bridge vmbr9 is not in this network namespace"))

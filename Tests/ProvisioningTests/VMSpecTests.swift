@@ -1,5 +1,6 @@
 import Addressing
 import Foundation
+import HostFirewall
 import Libvirt
 import LibvirtXML
 import Testing
@@ -129,30 +130,47 @@ struct VMSpecTests {
         #expect(slaacAddress(of: mac, in: Subnet("2001:db8:cc::/64")!) == IPAddress("2001:db8:cc::5054:ff:feab:cdef"))
     }
 
-    @Test("waiting for addresses: leases by MAC or DUID, any IPv4 lease, ARP for static IPv4")
+    @Test("waiting for addresses: leases by MAC, any IPv4 lease, every static address of the seed answering from the NIC's MAC")
     func addressExpectations() throws {
         let mac = MACAddress("52:54:00:00:00:07")!
-        let definition = try DomainDefinition(xml: """
-            <domain type='qemu'><name>w</name><metadata>
-              <vmctl:vm xmlns:vmctl='\(VMMetadata.namespace)'><vmctl:created>2026-11-21T10:00:00Z</vmctl:created>
-                <vmctl:address pool='p' network='lan' ip='192.0.2.10' mac='\(mac)'/>
-                <vmctl:address pool='q' network='lan' ip='203.0.113.5' mac='\(mac)'/></vmctl:vm></metadata>
-              <devices><interface type='network'><source network='lan'/><mac address='\(mac)'/></interface>
-                <interface type='network'><source network='lan'/><mac address='52:54:00:00:00:08'/></interface></devices></domain>
-            """)
+        func domain(seed: Bool) throws -> DomainDefinition {
+            try DomainDefinition(xml: """
+                <domain type='qemu'><name>w</name><metadata>
+                  <vmctl:vm xmlns:vmctl='\(VMMetadata.namespace)'><vmctl:created>2026-11-21T10:00:00Z</vmctl:created>
+                    \(seed ? "<vmctl:volume pool='vmctl' name='w-seed.iso' path='/s/w-seed.iso' role='seed'/>" : "")
+                    <vmctl:address pool='p' network='lan' ip='192.0.2.10' mac='\(mac)'/>
+                    <vmctl:address pool='q' network='lan' ip='203.0.113.5' mac='\(mac)'/></vmctl:vm></metadata>
+                  <devices><interface type='network'><source network='lan'/><mac address='\(mac)'/></interface>
+                    <interface type='network'><source network='lan'/><mac address='52:54:00:00:00:08'/></interface></devices></domain>
+                """)
+        }
         let lan = try NetworkDefinition(xml: """
-            <network><name>lan</name><ip address='192.0.2.1' prefix='24'><dhcp><range start='192.0.2.100' end='192.0.2.200'/></dhcp></ip></network>
+            <network><name>lan</name><bridge name='vb7'/><ip address='192.0.2.1' prefix='24'><dhcp><range start='192.0.2.100' end='192.0.2.200'/></dhcp></ip>
+              <ip family='ipv6' address='2001:db8:77::1' prefix='64'/></network>
             """)
-        let expectations = AddressExpectation.of(definition, networks: ["lan": lan])
+        let expectations = AddressExpectation.of(try domain(seed: true), networks: ["lan": lan])
         #expect(expectations.count == 2)
-        #expect(expectations[0].leased == [IPAddress("192.0.2.10")!] && expectations[0].inARP == [IPAddress("203.0.113.5")!])
+        #expect(expectations[0].leased == [IPAddress("192.0.2.10")!])
+        // The routed address and SLAAC's EUI-64 address, both configured by the seed.
+        #expect(expectations[0].neighbours == [IPAddress("203.0.113.5")!, IPAddress("2001:db8:77::5054:ff:fe00:7")!])
         #expect(expectations[1].anyIPv4Lease && expectations[1].leased.isEmpty)
+        #expect(expectations[1].neighbours == [IPAddress("2001:db8:77::5054:ff:fe00:8")!])
+        // Without a seed nothing configures SLAAC's address for the guest: only the reservations.
+        #expect(AddressExpectation.of(try domain(seed: false), networks: ["lan": lan])[0].neighbours == [IPAddress("203.0.113.5")!])
         func lease(_ mac: String, _ address: String) -> DHCPLease {
             DHCPLease(interface: "vb", expiry: Date(), family: .ipv4, mac: mac, iaid: nil, address: address, prefix: 24, hostname: nil, clientID: nil)
         }
-        #expect(expectations[0].missing(leases: [], arp: []).count == 2)
-        #expect(expectations[0].missing(leases: [lease("52:54:00:00:00:08", "192.0.2.10")], arp: []).count == 2)
-        #expect(expectations[0].missing(leases: [lease(mac.description, "192.0.2.10")], arp: [IPAddress("203.0.113.5")!]).isEmpty)
-        #expect(expectations[1].missing(leases: [lease("52:54:00:00:00:08", "192.0.2.150")], arp: []).isEmpty)
+        let answering: Set<Neighbour> = [Neighbour(address: IPAddress("203.0.113.5")!, mac: mac),
+                                         Neighbour(address: IPAddress("2001:db8:77::5054:ff:fe00:7")!, mac: mac)]
+        #expect(expectations[0].missing(leases: [], answering: .neighbours([])) == [
+            "192.0.2.10 (lease on lan)", "203.0.113.5 (neighbour of vb7)", "2001:db8:77:0:5054:ff:fe00:7 (neighbour of vb7)"])
+        #expect(expectations[0].missing(leases: [lease("52:54:00:00:00:08", "192.0.2.10")], answering: .neighbours(answering)) == ["192.0.2.10 (lease on lan)"])
+        #expect(expectations[0].missing(leases: [lease(mac.description, "192.0.2.10")], answering: .neighbours(answering)).isEmpty)
+        // Another MAC answering for the address is not this guest.
+        let impostor: Set<Neighbour> = [Neighbour(address: IPAddress("203.0.113.5")!, mac: MACAddress("52:54:00:00:00:09")!)]
+        #expect(expectations[0].missing(leases: [lease(mac.description, "192.0.2.10")], answering: .neighbours(impostor)).count == 2)
+        // libvirt's ARP source has no IPv6 and no MACs.
+        #expect(expectations[0].missing(leases: [lease(mac.description, "192.0.2.10")], answering: .arp([IPAddress("203.0.113.5")!], error: nil)).isEmpty)
+        #expect(expectations[1].missing(leases: [lease("52:54:00:00:00:08", "192.0.2.150")], answering: .arp([], error: "wrong nlmsg len")).isEmpty)
     }
 }
