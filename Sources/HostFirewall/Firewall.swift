@@ -73,6 +73,34 @@ public struct Firewall: Sendable {
         return removed
     }
 
+    /// What vmctl's chains and nft tables in this network namespace are for, by bridge: e.g.
+    /// `vmbr3: [iptables filter VMCTL-FWD-vmbr3, nft inet vmctl_vmbr3]`. An nft table's bridge
+    /// is read back from its name (a `-` in a bridge's name is `_` there).
+    public func rulesByBridge() async throws(ToolError) -> [String: [String]] {
+        var found: [String: [String]] = [:]
+        for name in ["iptables", "ip6tables"] {
+            let tool = SystemTool(name)
+            guard tool.isInstalled else { continue }
+            for table in ["filter", "nat", "mangle"] {
+                for line in try await tool.run(["-t", table, "-S"], logger: logger).split(separator: "\n") where line.hasPrefix("-N VMCTL-") {
+                    let chain = line.dropFirst(3)
+                    // VMCTL-KIND-BRIDGE: the bridge is everything after the kind.
+                    let parts = chain.split(separator: "-", maxSplits: 2)
+                    guard parts.count == 3 else { continue }
+                    found[String(parts[2]), default: []].append("\(name) \(table) \(chain)")
+                }
+            }
+        }
+        let nft = SystemTool("nft")
+        if nft.isInstalled {
+            for line in try await nft.run(["list", "tables"], logger: logger).split(separator: "\n") where line.hasPrefix("table inet vmctl_") {
+                let table = line.dropFirst("table inet ".count)
+                found[String(table.dropFirst("vmctl_".count)), default: []].append("nft inet \(table)")
+            }
+        }
+        return found
+    }
+
     /// Turns IP forwarding on (IPv4, and IPv6 when asked) in this network namespace.
     public func enableForwarding(ipv6: Bool) throws(ForwardingError) {
         var settings = ["/proc/sys/net/ipv4/ip_forward"]

@@ -1,5 +1,6 @@
 import AllocationStore
 public import Foundation
+import HostFirewall
 import Libvirt
 import Logging
 
@@ -34,16 +35,48 @@ public struct Doctor: Sendable {
             abandoned = try await abandonedCreates()
         }
         var findings = try await examine()
+        var strays = try await strayFirewallRules()
         var repaired: [Finding] = []
+        var removed: [StrayFirewallRules] = []
         if fix {
             for finding in findings where finding.fixable {
                 logger.debug("repairing \(finding.kind.rawValue) of \(finding.address) on \(finding.network)")
                 try await repair(finding)
                 repaired.append(finding)
             }
+            for stray in strays where stray.fixable {
+                do {
+                    _ = try await Firewall(logger: logger).removeRules(ofBridge: stray.bridge)
+                } catch {
+                    throw ProvisioningError(.tool, "cannot remove the firewall rules of bridge \(stray.bridge): \(error.description)", cause: error)
+                }
+                removed.append(stray)
+            }
             findings = try await examine()
+            strays = try await strayFirewallRules()
         }
-        return DoctorReport(findings: findings, repaired: repaired, abandonedCreates: abandoned, undoneCreates: undone)
+        return DoctorReport(findings: findings, repaired: repaired, abandonedCreates: abandoned, undoneCreates: undone,
+                            strayFirewallRules: strays, removedFirewallRules: removed)
+    }
+
+    /// vmctl's chains and nft tables (in this network namespace) for bridges no network on the
+    /// connection has: left by a network destroyed without vmctl, they would refuse the guests of
+    /// the next network given that bridge name. Only root can read them; elsewhere none are reported.
+    private func strayFirewallRules() async throws(ProvisioningError) -> [StrayFirewallRules] {
+        guard isLocal(session.uri), geteuid() == 0 else { return [] }
+        var bridges: Set<String> = []
+        for network in try await libvirtCall("list the networks", { () async throws(LibvirtError) in try await connection.networks() }) {
+            if let bridge = try await network.definition().bridge {
+                bridges.insert(bridge)
+                bridges.insert(bridge.replacingOccurrences(of: "-", with: "_"))
+            }
+        }
+        let found: [String: [String]]
+        do { found = try await Firewall(logger: logger).rulesByBridge() } catch {
+            throw ProvisioningError(.tool, "cannot list the firewall's chains: \(error.description)", cause: error)
+        }
+        return found.filter { !bridges.contains($0.key) }.sorted { $0.key < $1.key }
+            .map { StrayFirewallRules(bridge: $0.key, rules: $0.value, fixable: true) }
     }
 
     /// Creates whose process is gone: killed before they finished.
@@ -75,7 +108,18 @@ public struct Doctor: Sendable {
         let found = diagnose(allocations: allocations + lost, pools: pools, networks: networks,
                              domains: Set(vms.map(\.0.uuid) + pending.map(\.uuid)))
             .filter { finding in !lost.contains { $0.network == finding.network && $0.address == finding.address } }
-        return found + adoptable(recorded, allocations: allocations, pools: pools)
+        return found + adoptable(recorded, allocations: allocations, pools: pools) + (try await routeFindings(allocations + lost, networks: networks))
+    }
+
+    /// Host routes missing or left over, where vmctl can see the bridges' routing table.
+    private func routeFindings(_ allocations: [Allocation], networks: [String: NetworkView]) async throws(ProvisioningError) -> [Finding] {
+        guard isLocal(session.uri) else { return [] }
+        let bridges = Set(networks.values.compactMap { $0.live?.bridge }.filter(Firewall.interfaceExists))
+        let routes: [HostRoute]
+        do { routes = try await HostNetwork(logger: logger).routes() } catch {
+            throw ProvisioningError(.tool, "cannot list the host's routes: \(error.description)", cause: error)
+        }
+        return diagnoseRoutes(allocations: allocations, networks: networks, routes: routes, bridgesHere: bridges, canChangeRoutes: geteuid() == 0)
     }
 
     private func repair(_ finding: Finding) async throws(ProvisioningError) {
@@ -105,6 +149,10 @@ public struct Doctor: Sendable {
                     }
                 }
             }
+        case .routeMissing:
+            if let bridge = finding.bridge { try await session.host.addRoute(to: finding.address, bridge: bridge) }
+        case .routeWithoutOwner:
+            if let bridge = finding.bridge { try await session.host.removeRoute(to: finding.address, bridge: bridge) }
         case .leaseByOtherMAC:
             return
         case .adoptable:
@@ -147,7 +195,20 @@ public struct DoctorReport: Encodable, Sendable {
     public var repaired: [Finding]
     public var abandonedCreates: [AbandonedCreate]
     public var undoneCreates: [AbandonedCreate]
+    public var strayFirewallRules: [StrayFirewallRules]
+    public var removedFirewallRules: [StrayFirewallRules]
 
     /// Whether anything is left to report.
-    public var isClean: Bool { findings.isEmpty && abandonedCreates.isEmpty }
+    public var isClean: Bool { findings.isEmpty && abandonedCreates.isEmpty && strayFirewallRules.isEmpty }
+}
+
+/// vmctl's firewall chains and nft table for a bridge no network has.
+public struct StrayFirewallRules: Encodable, Sendable {
+    public var bridge: String
+    public var rules: [String]
+    public var fixable: Bool
+
+    public var message: String {
+        "bridge \(bridge): vmctl's firewall rules, but no network has that bridge (\(rules.joined(separator: ", "))); --fix removes them"
+    }
 }

@@ -3,6 +3,7 @@ public import AllocationStore
 public import Foundation
 public import Libvirt
 public import LibvirtXML
+public import HostFirewall
 
 /// One inconsistency between vmctl's store, libvirt's networks and leases, and its domains.
 public struct Finding: Codable, Equatable, Hashable, Sendable {
@@ -22,6 +23,11 @@ public struct Finding: Codable, Equatable, Hashable, Sendable {
         /// An address a VM's metadata records that the store has no allocation for (a lost or
         /// restored state file): `--fix` allocates it to the VM again.
         case adoptable
+        /// An allocation outside its running network's subnets without its host route to the
+        /// bridge (the network was restarted by someone else, or the route was deleted).
+        case routeMissing
+        /// A host route of vmctl's (protocol 118) for an address no allocation on that bridge holds.
+        case routeWithoutOwner
     }
 
     public var kind: Kind
@@ -34,6 +40,8 @@ public struct Finding: Codable, Equatable, Hashable, Sendable {
     public var owner: String?
     /// Which copies of the network's config hold the entry: `live`, `persistent`.
     public var presentIn: [String]?
+    /// The bridge, for findings about host routes.
+    public var bridge: String?
     /// Whether `doctor --fix` can repair it.
     public var fixable: Bool
 
@@ -53,6 +61,10 @@ public struct Finding: Codable, Equatable, Hashable, Sendable {
             return "\(address) on \(network)\(who): recorded in the VM's metadata but not in the state file; --fix allocates it to the VM again"
         case .adoptable:
             return "\(address) on \(network)\(who): recorded in the VM's metadata but not in the state file, whose pool \(pool ?? "?") is gone too; recreate the pool, then run --fix"
+        case .routeMissing:
+            return "\(address) on \(network)\(who): no host route to bridge \(bridge ?? "?"), the guest is unreachable; " + (fixable ? "--fix adds it" : "run --fix as root")
+        case .routeWithoutOwner:
+            return "\(address): vmctl's host route to bridge \(bridge ?? "?")\(network.isEmpty ? "" : " (network \(network))") that no allocation holds; " + (fixable ? "--fix removes it" : "run --fix as root")
         }
     }
 }
@@ -146,6 +158,32 @@ public func diagnose(
             findings.append(Finding(kind: .entryWithoutOwner, network: name, address: host.address!, mac: host.mac,
                                     pool: nil, owner: nil, presentIn: copies, fixable: true))
         }
+    }
+    return findings
+}
+
+/// Compares the allocations outside their networks' subnets with vmctl's host routes (those of
+/// this network namespace: `bridgesHere` are the running networks' bridges found in it). Pure.
+public func diagnoseRoutes(
+    allocations: [Allocation], networks: [String: NetworkView], routes: [HostRoute], bridgesHere: Set<String>, canChangeRoutes: Bool
+) -> [Finding] {
+    var findings: [Finding] = []
+    var wanted: Set<HostRoute> = []
+    for allocation in allocations {
+        guard let live = networks[allocation.network]?.live, live.ipElement(containing: allocation.address) == nil,
+              let bridge = live.bridge, bridgesHere.contains(bridge) else { continue }
+        let route = HostRoute(address: allocation.address, bridge: bridge)
+        wanted.insert(route)
+        if !routes.contains(route) {
+            findings.append(Finding(kind: .routeMissing, network: allocation.network, address: allocation.address, mac: allocation.mac,
+                                    pool: allocation.pool, owner: allocation.ownerName, bridge: bridge, fixable: canChangeRoutes))
+        }
+    }
+    for route in routes.sorted(by: { ($0.bridge, $0.address) < ($1.bridge, $1.address) }) where !wanted.contains(route) {
+        // A route on the bridge of a network whose allocation lies inside its subnets is a stray too.
+        let network = networks.first { $0.value.live?.bridge == route.bridge }?.key ?? ""
+        findings.append(Finding(kind: .routeWithoutOwner, network: network, address: route.address, mac: nil, pool: nil, owner: nil,
+                                bridge: route.bridge, fixable: canChangeRoutes))
     }
     return findings
 }

@@ -10,7 +10,10 @@ public struct Doctor: AsyncParsableCommand {
             Finds creates that were killed before they finished (their domain, addresses and \
             volumes are undone by --fix), allocations whose VM or network is gone, allocations whose DHCP host entry is \
             missing or only in one of the live and persistent configs, host entries inside a pool's \
-            ranges that no allocation owns, and leases on reserved addresses held by another MAC. \
+            ranges that no allocation owns, leases on reserved addresses held by another MAC, \
+            host routes of routed addresses that are missing or left over, and vmctl's firewall \
+            chains or nft tables for bridges no network has (the last two as root, on the \
+            bridges' host). \
             Exit status 0 when nothing (is left) to report, 1 otherwise.
             """)
 

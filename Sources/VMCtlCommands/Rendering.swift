@@ -245,12 +245,16 @@ extension DoctorReport: Renderable {
     var text: String {
         var lines = undoneCreates.map { "undone abandonedCreate: \($0.message)" }
         lines += repaired.map { "repaired \($0.kind.rawValue): \($0.message)" }
+        lines += removedFirewallRules.map { "removed strayFirewallRules: \($0.message)" }
         lines += abandonedCreates.map { "abandonedCreate: \($0.message)" }
         lines += findings.map { "\($0.kind.rawValue): \($0.message)" }
+        lines += strayFirewallRules.map { "strayFirewallRules: \($0.message)" }
         if isClean { lines.append("no problems found") }
         return lines.joined(separator: "\n") + "\n"
     }
-    var names: [String] { abandonedCreates.map(\.name) + findings.map { "\($0.kind.rawValue) \($0.address)" } }
+    var names: [String] {
+        abandonedCreates.map(\.name) + findings.map { "\($0.kind.rawValue) \($0.address)" } + strayFirewallRules.map { "strayFirewallRules \($0.bridge)" }
+    }
 }
 
 extension InfoReport: Renderable {

@@ -1,6 +1,7 @@
 import Addressing
 import AllocationStore
 import Foundation
+import HostFirewall
 import Libvirt
 import LibvirtXML
 import Testing
@@ -34,6 +35,28 @@ struct DoctorTests {
             allocations: [allocation(10, mac: "52:54:00:00:00:0a", ownerUUID: owner)], pools: [pool],
             networks: ["n": NetworkView(live: network(hosts), persistent: network(hosts))], domains: [owner])
         #expect(findings.isEmpty)
+    }
+
+    @Test("host routes: a routed allocation without its route, and vmctl's route that no allocation holds, on bridges in this namespace only")
+    func routes() {
+        let open = try! NetworkDefinition(xml: """
+            <network><name>n</name><forward mode='open'/><bridge name='vb5'/><ip address='192.0.2.1' prefix='24'/></network>
+            """)
+        let routed = Allocation(pool: "pub", network: "n", address: IPAddress("203.0.113.16")!, ownerUUID: owner, ownerName: "edge1", mac: MACAddress("52:54:00:00:00:10")!)
+        let held = Allocation(pool: "pub", network: "n", address: IPAddress("203.0.113.17")!, ownerUUID: owner, ownerName: "edge2", mac: MACAddress("52:54:00:00:00:11")!)
+        let inside = allocation(10, mac: "52:54:00:00:00:0a", ownerUUID: owner)
+        let routes = [HostRoute(address: IPAddress("203.0.113.17")!, bridge: "vb5"), HostRoute(address: IPAddress("203.0.113.30")!, bridge: "vb5"),
+                      HostRoute(address: IPAddress("198.51.100.9")!, bridge: "gone0")]
+        let views = ["n": NetworkView(live: open, persistent: open)]
+        let findings = diagnoseRoutes(allocations: [routed, held, inside], networks: views, routes: routes, bridgesHere: ["vb5"], canChangeRoutes: true)
+        #expect(findings.map { "\($0.kind.rawValue) \($0.address) \($0.bridge ?? "-") \($0.network)" } == [
+            "routeMissing 203.0.113.16 vb5 n", "routeWithoutOwner 198.51.100.9 gone0 ", "routeWithoutOwner 203.0.113.30 vb5 n"])
+        #expect(findings[0].message == "203.0.113.16 on n (owner edge1, pool pub): no host route to bridge vb5, the guest is unreachable; --fix adds it")
+        #expect(findings[1].message == "198.51.100.9: vmctl's host route to bridge gone0 that no allocation holds; --fix removes it")
+        // Where the bridge is not in this namespace, nothing is expected of its routes; a stopped network neither.
+        #expect(diagnoseRoutes(allocations: [routed], networks: views, routes: [], bridgesHere: [], canChangeRoutes: true).isEmpty)
+        #expect(diagnoseRoutes(allocations: [routed], networks: ["n": NetworkView(live: nil, persistent: open)], routes: [], bridgesHere: ["vb5"], canChangeRoutes: true).isEmpty)
+        #expect(diagnoseRoutes(allocations: [routed], networks: views, routes: [], bridgesHere: ["vb5"], canChangeRoutes: false).first?.fixable == false)
     }
 
     @Test("each kind of disagreement is found, with the copies it concerns")
