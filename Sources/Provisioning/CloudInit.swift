@@ -115,7 +115,8 @@ struct CloudInitSeed: Equatable, Sendable {
 ///   `on-link` is rendered by ENI as a `route add` without onlink, and `route` is not installed);
 ///   DHCPv6 reservations too, because a client that sends a DUID-LLT (dhclient) is never
 ///   matched by vmctl's DUID-LL host entry;
-/// - no reserved IPv4 address: DHCPv4 where the network serves it; none of IPv6: DHCPv6 where
+/// - no reserved IPv4 address: DHCPv4 where the network serves it, or where the network has no
+///   address at all (a host bridge: the LAN's DHCP server); none of IPv6: DHCPv6 where
 ///   it is served, else on a SLAAC subnet the address SLAAC gives (EUI-64 of the MAC) with
 ///   router advertisements accepted: cloud-init cannot say "SLAAC only" in version 2, and
 ///   without an address ENI leaves the link down.
@@ -138,7 +139,9 @@ func guestConfiguration(mac: MACAddress, addresses: [IPAddress], network: Networ
         if address.family == .ipv4 { nic.gateway4 = nic.gateway4 ?? gateway } else { nic.gateway6 = nic.gateway6 ?? gateway }
     }
     if !addresses.contains(where: { $0.family == .ipv4 }) {
-        nic.dhcp4 = network.ips.contains { $0.address.family == .ipv4 && $0.hasDHCP }
+        // A network without addresses of its own (a host bridge, seeds 002/003) is the LAN's:
+        // its DHCP server, not libvirt's, configures the guest.
+        nic.dhcp4 = network.ips.isEmpty || network.ips.contains { $0.address.family == .ipv4 && $0.hasDHCP }
     }
     if !addresses.contains(where: { $0.family == .ipv6 }), let ip = network.ips.first(where: { $0.address.family == .ipv6 }) {
         if network.ips.contains(where: { $0.address.family == .ipv6 && $0.hasDHCP }) {

@@ -126,6 +126,9 @@ struct VMSpecTests {
         #expect(reserved.addresses.map { "\($0.address)/\($0.prefix)" } == ["2001:db8:bb::20/64"])
         let dynamic = try guestConfiguration(mac: mac, addresses: [], network: dhcp6)
         #expect(dynamic.dhcp6 && dynamic.addresses.isEmpty && !dynamic.acceptRA)
+        let bridged = try NetworkDefinition(xml: "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>")
+        let onLAN = try guestConfiguration(mac: mac, addresses: [], network: bridged)
+        #expect(onLAN.dhcp4 && !onLAN.dhcp6 && onLAN.addresses.isEmpty)  // the LAN's DHCP server
         #expect(slaacAddress(of: MACAddress("02:00:00:00:00:01")!, in: Subnet("fd00:1::/64")!) == IPAddress("fd00:1::ff:fe00:1"))
         #expect(slaacAddress(of: mac, in: Subnet("2001:db8:cc::/64")!) == IPAddress("2001:db8:cc::5054:ff:feab:cdef"))
     }
