@@ -52,6 +52,62 @@ struct Harness {
         try await Connection.open(uri)
     }
 
+    /// scripts/harness's world: the provider's router namespace and the internet host's, and the
+    /// addresses it gives them (documentation ranges only).
+    struct World {
+        let provider: String
+        let internet: String
+        /// The server's (the harness namespace's) main address on the uplink, and the internet host's.
+        static let serverAddress = "198.51.100.242"
+        static let internetAddress = "198.51.100.250"
+        static let internetAddress6 = "2001:db8:0:2::2"
+        /// Routed by the provider to the server's main address.
+        static let routedIPv4 = "203.0.113.0/24"
+        static let routedIPv6 = "2001:db8:f000::/36"
+    }
+
+    func world() throws -> World {
+        let environment = ProcessInfo.processInfo.environment
+        guard let provider = environment["VMCTL_HARNESS_PROVIDER"], let internet = environment["VMCTL_HARNESS_INTERNET"] else {
+            throw TestSupportError("VMCTL_HARNESS_PROVIDER and VMCTL_HARNESS_INTERNET are not set: run the tests with scripts/test")
+        }
+        return World(provider: provider, internet: internet)
+    }
+
+    /// Starts a TCP listener on `port` (IPv4 and IPv6) in `namespace` that answers each
+    /// connection with `seen ADDRESS`, the address the connection came from; returns its PID
+    /// (stop it with `stopBackground`).
+    func listenForSources(in namespace: String, port: Int) throws -> Int32 {
+        try startBackground("/usr/sbin/ip", ["netns", "exec", namespace, "python3", "-c", """
+            import socket
+            s = socket.socket(socket.AF_INET6)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", \(port)))
+            s.listen(16)
+            while True:
+                c, a = s.accept()
+                c.sendall(("seen " + a[0].removeprefix("::ffff:") + "\\n").encode())
+                c.close()
+            """])
+    }
+
+    /// Runs `command` over SSH in a guest, from `namespace`, as `user` with `key`: plain `ssh`.
+    func ssh(from namespace: String, _ user: String, _ address: String, port: Int = 22, key: URL, _ command: String) throws -> ProcessResult {
+        try runProcess("/usr/sbin/ip", ["netns", "exec", namespace, "ssh", "-i", key.path, "-p", "\(port)",
+                                        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+                                        "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "\(user)@\(address)", command])
+    }
+
+    /// Polls until SSH to the guest answers `command` (exit 0), and returns its output.
+    func waitForSSH(from namespace: String, _ user: String, _ address: String, port: Int = 22, key: URL, _ command: String,
+                    timeout: Duration = .seconds(300)) async throws -> String? {
+        try await eventually(timeout: timeout, every: .seconds(3)) { () -> String? in
+            let result = try ssh(from: namespace, user, address, port: port, key: key, command)
+            return result.status == 0 ? result.standardOutput : nil
+        }
+    }
+
     /// A directory of the harness's for one test.
     func scratch(_ name: String) throws -> URL {
         let url = directory.appendingPathComponent("tests").appendingPathComponent(name)

@@ -147,3 +147,33 @@ public func runTogether(_ executable: String, _ argumentLists: [[String]], envir
     }
     return TogetherRun(results: results, spans: spans)
 }
+
+/// Starts a long-running helper (a DHCP server, a listener) in the background through bash, and
+/// returns its PID; stop it with `stopBackground`. The helper keeps no descriptor but its
+/// standard ones: Foundation's `Process` learns that a child ended when a socket the child
+/// inherited closes, so a helper holding one (started as a `Process`, or by a child that was)
+/// makes `waitUntilExit` of that child wait for the helper (corelibs Foundation, Swift 6.3).
+public func startBackground(_ executable: String, _ arguments: [String]) throws -> Int32 {
+    let script = #"""
+        for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+        setsid "$0" "$@" </dev/null >/dev/null 2>&1 &
+        echo $!
+        """#
+    let started = try runProcess("/bin/bash", ["-c", script, executable] + arguments)
+    guard started.status == 0, let pid = Int32(started.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        throw TestSupportError("cannot start \(executable): \(started.standardError)")
+    }
+    return pid
+}
+
+/// Stops a helper `startBackground` started (SIGTERM), and waits up to 5 s until it has exited.
+public func stopBackground(_ pid: Int32) {
+    guard pid > 0 else { return }
+    kill(pid, SIGTERM)
+    for _ in 0..<50 {
+        // Gone, or a zombie waiting for init to reap it: either way it has exited.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let state = stat.split(separator: ")").last?.split(separator: " ").first, state != "Z" else { return }
+        usleep(100_000)
+    }
+}
