@@ -147,7 +147,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Libvirt", "Provisioning", "LibvirtXML", "TestSupport"],
+            dependencies: ["Libvirt", "Provisioning", "LibvirtXML", "AllocationStore", "Addressing", "TestSupport"],
             swiftSettings: strictSwift
         ),
     ],

@@ -127,7 +127,7 @@ extension Integration {
             let environment = ["VMCTL_CONNECT": harness.uri, "VMCTL_STATE": state]
             func vmctl(_ arguments: String...) throws -> ProcessResult { try runVMCtl(arguments, environment: environment) }
             struct NetworkJSON: Decodable {
-                var name: String; var mode: String; var forwardDevice: String?; var ipv6: String?; var ipv6Addressing: String?
+                var name: String; var mode: String; var bridge: String; var forwardDevice: String?; var ipv6: String?; var ipv6Addressing: String?
                 var domain: String?; var dns: Bool; var autostart: Bool
             }
             let nat = "idn-\(id)", routed = "idr-\(id)"
@@ -161,10 +161,19 @@ extension Integration {
             let created = try vmctl("pool", "create", pool, "--network", nat, "--range", "203.0.113.0/29",
                                     "--exclude", "203.0.113.1", "--exclude", "203.0.113.3-203.0.113.4", "--all-usable")
             #expect(created.status == 0, "\(created.standardError)")
-            let reserved = try vmctl("pool", "reserve", pool, "--mac", "52:54:00:d2:00:01", "--owner", "a")
+            // Addresses outside the network's subnet get a host route to its bridge, so vmctl
+            // reserves them where the bridge is (the harness's namespace); from elsewhere it refuses.
+            func inNamespace(_ arguments: String...) throws -> ProcessResult { try harness.vmctlInNamespace(arguments, environment: environment) }
+            let outside = try vmctl("pool", "reserve", pool, "--mac", "52:54:00:d2:00:01", "--owner", "a")
+            #expect(outside.status == 1 && outside.standardError.contains("needs a host route to bridge") && outside.standardError.contains("is not in this network namespace"),
+                    "\(outside.standardError)")
+            let reserved = try inNamespace("pool", "reserve", pool, "--mac", "52:54:00:d2:00:01", "--owner", "a")
             #expect(reserved.standardOutput == "203.0.113.0\n", "\(reserved.standardError)")
-            #expect(try vmctl("pool", "reserve", pool, "--mac", "52:54:00:d2:00:02", "--owner", "b").standardOutput == "203.0.113.2\n")
-            #expect(try vmctl("pool", "reserve", pool, "--mac", "52:54:00:d2:00:03", "--owner", "c").standardOutput == "203.0.113.5\n")
+            #expect(try inNamespace("pool", "reserve", pool, "--mac", "52:54:00:d2:00:02", "--owner", "b").standardOutput == "203.0.113.2\n")
+            #expect(try inNamespace("pool", "reserve", pool, "--mac", "52:54:00:d2:00:03", "--owner", "c").standardOutput == "203.0.113.5\n")
+            let bridge = natJSON.bridge
+            let routes = try harness.ip("route", "show", "proto", "118").standardOutput
+            #expect(["203.0.113.0", "203.0.113.2", "203.0.113.5"].allSatisfy { routes.contains("\($0) dev \(bridge) ") }, "\(routes)")
             let pools = try vmctl("pool", "list")
             let poolRow = pools.standardOutput.split(separator: "\n").first { $0.hasPrefix(pool + " ") }.map { $0.split(separator: " ").map(String.init) }
             // NAME NETWORK RANGES SIZE USED FREE
@@ -178,7 +187,8 @@ extension Integration {
 
             let empty = try vmctl("pool", "create", "ide-\(id)", "--network", nat, "--range", "10.247.\(octet).1")
             #expect(empty.status == 64 && empty.standardError.contains("no address is left to hand out"), "\(empty.standardError)")
-            #expect(try vmctl("pool", "destroy", pool, "--force").status == 0)
+            #expect(try inNamespace("pool", "destroy", pool, "--force").status == 0)
+            #expect(!(try harness.ip("route", "show", "proto", "118").standardOutput.contains(" dev \(bridge) ")), "the routes go with the addresses")
             #expect(try vmctl("network", "destroy", nat).status == 0 && vmctl("network", "destroy", routed).status == 0)
         }
     }
