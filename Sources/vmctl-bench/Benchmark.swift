@@ -10,13 +10,15 @@ import Provisioning
 ///   vmctl-bench [reservations]   reservation latency per network mode, in-process
 ///   vmctl-bench lifecycle        create, destroy, list and parallel runs of vmctl, a virt-install
 ///                                script and the libvirt floor, as processes, side by side
+///   vmctl-bench ssh              the Debian guest created until SSH answers, the same three ways
 @main
 enum Benchmark {
     static func main() async {
         do {
-            if CommandLine.arguments.dropFirst().first == "lifecycle" {
-                try await Lifecycle.run()
-            } else {
+            switch CommandLine.arguments.dropFirst().first {
+            case "lifecycle": try await Lifecycle.run()
+            case "ssh": try await UntilSSH.run()
+            default:
                 try await Reservations.run()
             }
         } catch {
