@@ -81,8 +81,15 @@ struct ConnectionTests {
             }
             return await group.reduce(into: []) { $0.append($1) }
         }
-        var arrived = 0
-        while arrived < 16, arrivals.wait(timeout: .now() + 5) == .success { arrived += 1 }
+        // Counted on a thread of its own: a blocking wait on the cooperative pool (two threads on
+        // two cores, shared with every other test running) could keep the calls from starting.
+        let arrived = await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            Thread {
+                var count = 0
+                while count < 16, arrivals.wait(timeout: .now() + 10) == .success { count += 1 }
+                continuation.resume(returning: count)
+            }.start()
+        }
         #expect(arrived == 16, "only \(arrived) of 16 blocking calls were in flight at once")
         for _ in 0..<16 { release.signal() }
         #expect(await waiters == Array(repeating: true, count: 16))
