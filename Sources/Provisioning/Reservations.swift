@@ -108,10 +108,10 @@ public struct Reservations: Sendable {
                     _ = await self.host.releaseLease(allocation.address, mac: allocation.mac, bridge: bridge)
                 }
             }
-            if let bridge = routedBridge(of: allocation.address, in: view) {
-                if self.host.routesUnavailable(bridge: bridge) == nil {
-                    try await self.host.removeRoute(to: allocation.address, bridge: bridge)
-                }
+            // Where the route cannot be removed (another host or namespace) it stays until its
+            // bridge goes; doctor --fix where the bridge is removes it (routeWithoutOwner).
+            if let bridge = routedBridge(of: allocation.address, in: view), self.host.routesUnavailable(bridge: bridge) == nil {
+                try await self.host.removeRoute(to: allocation.address, bridge: bridge)
             }
             if let bridge = view.live?.bridge { await self.host.forgetNeighbour(allocation.address, bridge: bridge) }
         }
@@ -166,10 +166,11 @@ public struct Reservations: Sendable {
         return bridge
     }
 
-    /// A lease dnsmasq holds on the allocation's address for another client, when the network
-    /// serves the address by DHCP and runs.
+    /// A lease dnsmasq holds on the allocation's IPv4 address for another client, when the
+    /// network serves the address by DHCP and runs. (IPv6 reservations are configured statically
+    /// in the seed: a DHCPv6 lease does not decide what the guest gets.)
     private func staleLease(on allocation: Allocation, of network: any ReservableNetwork, view: NetworkView) async throws(ProvisioningError) -> DHCPLease? {
-        guard view.live != nil, expectedEntry(for: allocation, in: view.definition) != nil else { return nil }
+        guard allocation.family == .ipv4, view.live != nil, expectedEntry(for: allocation, in: view.definition) != nil else { return nil }
         let leases: [DHCPLease]
         do { leases = try await network.dhcpLeases(mac: nil) } catch { throw ProvisioningError(while: "read the leases of network \(network.name)", error) }
         return leases.first { IPAddress($0.address) == allocation.address && !$0.belongs(to: allocation.mac) }
