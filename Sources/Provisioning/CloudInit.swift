@@ -154,6 +154,24 @@ func guestConfiguration(mac: MACAddress, addresses: [IPAddress], network: Networ
     return nic
 }
 
+extension CloudInitSeed.NIC {
+    /// The NICs with one default route per family: the first NIC that gets one (by DHCPv4, or a
+    /// static gateway) keeps it, later NICs' static gateways of that family are dropped. ifupdown
+    /// fails to bring up a NIC whose `gateway` finds a default route in place. (IPv6 router
+    /// advertisements are left to the kernel, which keeps routes from each link.)
+    static func oneDefaultRoutePerFamily(_ nics: [Self]) -> [Self] {
+        var hasIPv4 = false, hasIPv6 = false
+        return nics.map { nic in
+            var nic = nic
+            if hasIPv4 { nic.gateway4 = nil }
+            if hasIPv6 { nic.gateway6 = nil }
+            hasIPv4 = hasIPv4 || nic.dhcp4 || nic.gateway4 != nil
+            hasIPv6 = hasIPv6 || nic.dhcp6 || nic.gateway6 != nil
+            return nic
+        }
+    }
+}
+
 /// The address SLAAC gives a NIC in a /64: the prefix and the MAC's modified EUI-64 (RFC 4291).
 func slaacAddress(of mac: MACAddress, in subnet: Subnet) -> IPAddress {
     let bytes = [mac.bytes[0] ^ 0x02, mac.bytes[1], mac.bytes[2], 0xff, 0xfe, mac.bytes[3], mac.bytes[4], mac.bytes[5]]

@@ -346,7 +346,7 @@ public struct Creation: Sendable {
         var seedPath: String?
         if plan.cloudInit {
             let seed = CloudInitSeed(instanceID: "\(plan.name)-\(plan.uuid.uuidString.lowercased())", hostname: plan.name,
-                                     sshKeys: checked.sshKeys, userData: checked.userData, nics: seedNICs)
+                                     sshKeys: checked.sshKeys, userData: checked.userData, nics: CloudInitSeed.NIC.oneDefaultRoutePerFamily(seedNICs))
             let made = try await step(.seed) { () async throws(ProvisioningError) in
                 let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-seed-\(plan.uuid.uuidString)")
                 defer { try? FileManager.default.removeItem(at: directory) }

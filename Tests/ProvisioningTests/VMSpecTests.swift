@@ -129,6 +129,11 @@ struct VMSpecTests {
         let bridged = try NetworkDefinition(xml: "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>")
         let onLAN = try guestConfiguration(mac: mac, addresses: [], network: bridged)
         #expect(onLAN.dhcp4 && !onLAN.dhcp6 && onLAN.addresses.isEmpty)  // the LAN's DHCP server
+        // One default route a family: the first NIC's (DHCPv4 here), not a later NIC's gateway.
+        let routed = CloudInitSeed.NIC(mac: MACAddress("52:54:00:ab:cd:01")!, dhcp4: false, dhcp6: false, addresses: [(IPAddress("203.0.113.9")!, 32)],
+                                       gateway4: IPAddress("192.0.2.1"), gateway6: IPAddress("2001:db8:cc::1"))
+        let nics = CloudInitSeed.NIC.oneDefaultRoutePerFamily([onLAN, reserved, routed])
+        #expect(nics.map { "\($0.gateway4?.description ?? "-") \($0.gateway6?.description ?? "-")" } == ["- -", "- 2001:db8:bb::1", "- -"])
         #expect(slaacAddress(of: MACAddress("02:00:00:00:00:01")!, in: Subnet("fd00:1::/64")!) == IPAddress("fd00:1::ff:fe00:1"))
         #expect(slaacAddress(of: mac, in: Subnet("2001:db8:cc::/64")!) == IPAddress("2001:db8:cc::5054:ff:feab:cdef"))
     }
