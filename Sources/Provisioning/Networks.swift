@@ -117,7 +117,9 @@ public struct Networks: Sendable {
     /// bridge: the routes went with the old bridge when the network stopped.
     public func start(_ name: String, state: State) async throws(ProvisioningError) -> Network {
         let network = try await connection.existingNetwork(name)
-        let routed = try await routedAllocations(of: name, definition: try await network.definition(), state: state)
+        // Read once: the bridge's name is in the definition before the network starts.
+        let definition = try await network.definition()
+        let routed = try await routedAllocations(of: name, definition: definition, state: state)
         if !routed.isEmpty, !isLocal(uri) || geteuid() != 0 {
             throw ProvisioningError(.unsupported, "network \(name) routes \(routed.map(\.address.description).joined(separator: ", ")) to its bridge, and only root on the bridge's host can add those routes",
                                     hint: "start it as root where libvirtd's bridges are")
@@ -125,23 +127,13 @@ public struct Networks: Sendable {
         try await libvirtCall("start network \(name)") { () async throws(LibvirtError) in
             if try await !network.isActive() { try await network.start() }
         }
-        try await restoreRoutes(of: network, state: state)
-        return network
-    }
-
-    /// Adds the host route of every address `name`'s pools hold outside its subnets, as
-    /// reservations do; returns the routes added.
-    @discardableResult
-    public func restoreRoutes(of network: Network, state: State) async throws(ProvisioningError) -> [HostRoute] {
-        let definition = try await network.definition()
-        let routed = try await routedAllocations(of: network.name, definition: definition, state: state)
-        guard !routed.isEmpty, let bridge = definition.bridge else { return [] }
+        guard !routed.isEmpty, let bridge = definition.bridge else { return network }
         if let reason = session.host.routesUnavailable(bridge: bridge) {
-            throw ProvisioningError(.unsupported, "network \(network.name) runs, but the routes of \(routed.map(\.address.description).joined(separator: ", ")) to bridge \(bridge) cannot be added: \(reason)",
+            throw ProvisioningError(.unsupported, "network \(name) runs, but the routes of \(routed.map(\.address.description).joined(separator: ", ")) to bridge \(bridge) cannot be added: \(reason)",
                                     hint: "run vmctl doctor --fix where libvirtd's bridges are")
         }
         for allocation in routed { try await session.host.addRoute(to: allocation.address, bridge: bridge) }
-        return routed.map { HostRoute(address: $0.address, bridge: bridge) }
+        return network
     }
 
     /// The allocations on network `name` outside every one of its subnets.
