@@ -106,7 +106,49 @@ public final class AllocationStore: Sendable {
                 table.column("startedAt", .datetime).notNull()
             }
         }
+        migrator.registerMigration("v4: images") { db in
+            try db.create(table: "image") { table in
+                table.primaryKey("name", .text)
+                table.column("pool", .text).notNull()
+                table.column("volume", .text).notNull()
+                table.column("path", .text).notNull()
+                table.column("format", .text).notNull()
+                table.column("size", .integer).notNull()
+                table.column("virtualSize", .integer).notNull()
+                table.column("sha256", .text).notNull()
+                table.column("source", .text).notNull()
+                table.column("user", .text)
+                table.column("addedAt", .datetime).notNull()
+            }
+        }
         return migrator
+    }
+
+    // MARK: Images
+
+    /// Records an image; fails if one of that name exists.
+    public func add(_ image: ImageRecord) throws(StoreError) {
+        try write { db in
+            if try ImageRecord.exists(db, key: image.name) { throw StoreError.imageExists(image.name) }
+            try image.insert(db)
+        }
+    }
+
+    /// Every image, by name.
+    public func images() throws(StoreError) -> [ImageRecord] {
+        try read { db in try ImageRecord.order(Column("name")).fetchAll(db) }
+    }
+
+    /// The image called `name`, or nil.
+    public func image(named name: String) throws(StoreError) -> ImageRecord? {
+        try read { db in try ImageRecord.fetchOne(db, key: name) }
+    }
+
+    /// Forgets an image (its volume is deleted by the caller).
+    public func removeImage(named name: String) throws(StoreError) {
+        try write { db in
+            guard try ImageRecord.deleteOne(db, key: name) else { throw StoreError.noSuchImage(name) }
+        }
     }
 
     // MARK: Pending creates
@@ -335,6 +377,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case portTaken(String, Int, network: String, vm: String)
     case noPortForward(String, Int, network: String)
     case createInProgress(String, process: String)
+    case imageExists(String)
+    case noSuchImage(String)
 
     public var description: String {
         switch self {
@@ -362,6 +406,10 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             "no forward of host port \(proto)/\(port) on network \(network); see vmctl network forward list"
         case .createInProgress(let name, let process):
             "VM \(name) is being created by another vmctl (process \(process.split(separator: ":").dropFirst().first ?? "?")); wait for it, or run vmctl doctor --fix if that process is gone"
+        case .imageExists(let name):
+            "image \(name) already exists; pick another name, or vmctl image rm \(name) first"
+        case .noSuchImage(let name):
+            "no image named \(name); see vmctl image list"
         case .conflict(let message):
             "the allocation conflicts with another one (\(message)); retry"
         }

@@ -115,3 +115,41 @@ public struct PendingCreate: Codable, Sendable, Equatable, FetchableRecord, Pers
         self.startedAt = startedAt
     }
 }
+
+/// A base image vmctl keeps as a volume in a storage pool: pulled or imported, checked, and
+/// read-only; VMs stand on it through qcow2 overlays.
+public struct ImageRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "image"
+
+    public var name: String
+    /// The storage pool and the volume in it, and its path on the libvirt host.
+    public var pool: String
+    public var volume: String
+    public var path: String
+    /// `qcow2` or `raw`.
+    public var format: String
+    /// Bytes in the file, and the disk size the guest sees.
+    public var size: UInt64
+    public var virtualSize: UInt64
+    public var sha256: String
+    /// Where it came from: the URL pulled, or `file://PATH` imported.
+    public var source: String
+    /// The user cloud-init makes on it (the catalogue's), `vmctl ssh`'s default.
+    public var user: String?
+    public var addedAt: Date
+
+    public init(name: String, pool: String, volume: String, path: String, format: String, size: UInt64, virtualSize: UInt64,
+                sha256: String, source: String, user: String?, addedAt: Date = Date()) {
+        self.name = name
+        self.pool = pool
+        self.volume = volume
+        self.path = path
+        self.format = format
+        self.size = size
+        self.virtualSize = virtualSize
+        self.sha256 = sha256
+        self.source = source
+        self.user = user
+        self.addedAt = addedAt
+    }
+}

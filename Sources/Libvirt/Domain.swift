@@ -35,6 +35,37 @@ public final class Domain: @unchecked Sendable {
         try await blocking { () throws(LibvirtError) in _ = try check(virDomainShutdown(self.handle)) }
     }
 
+    /// Asks the guest to reboot (ACPI or agent); returns before it has. A guest that ignores
+    /// ACPI does not reboot: ``reset()`` does, without asking.
+    ///
+    /// The corresponding C function is `virDomainReboot`.
+    public func reboot() async throws(LibvirtError) {
+        try await blocking { () throws(LibvirtError) in _ = try check(virDomainReboot(self.handle, 0)) }
+    }
+
+    /// Resets the virtual machine at once, like pressing its reset button.
+    ///
+    /// The corresponding C function is `virDomainReset`.
+    public func reset() async throws(LibvirtError) {
+        try await blocking { () throws(LibvirtError) in _ = try check(virDomainReset(self.handle, 0)) }
+    }
+
+    /// Connects to the guest's first console (its serial port), taking it over from any other
+    /// client (`VIR_DOMAIN_CONSOLE_FORCE`).
+    ///
+    /// The corresponding C functions are `virStreamNew` and `virDomainOpenConsole`.
+    public func openConsole() async throws(LibvirtError) -> Stream {
+        try await blocking { () throws(LibvirtError) in
+            let stream = try check(virStreamNew(virDomainGetConnect(self.handle), 0))
+            guard virDomainOpenConsole(self.handle, nil, stream, UInt32(VIR_DOMAIN_CONSOLE_FORCE.rawValue)) == 0 else {
+                let error = LibvirtError.copyLast()
+                virStreamFree(stream)
+                throw error
+            }
+            return Stream(owning: stream)
+        }
+    }
+
     /// Stops the domain at once, like pulling the power cord. A persistent domain stays defined.
     ///
     /// - Parameter graceful: only sends SIGTERM to the hypervisor process, never SIGKILL.

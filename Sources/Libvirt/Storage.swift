@@ -246,29 +246,43 @@ public final class StorageVolume: @unchecked Sendable {
 
     /// Streams `length` bytes, read chunk by chunk until `nextChunk` returns empty data.
     private func upload(length: UInt64, nextChunk: () -> Data) throws(LibvirtError) {
-        let stream = try check(virStreamNew(virStorageVolGetConnect(handle), 0))
-        defer { virStreamFree(stream) }
-        try check(virStorageVolUpload(handle, stream, 0, length, 0))
+        let stream = Stream(owning: try check(virStreamNew(virStorageVolGetConnect(handle), 0)))
+        try check(virStorageVolUpload(handle, stream.handle, 0, length, 0))
         do throws(LibvirtError) {
             while true {
                 let chunk = nextChunk()
                 if chunk.isEmpty { break }
-                let failed = chunk.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Bool in
-                    var sent = 0
-                    while sent < bytes.count {
-                        let base = bytes.baseAddress!.advanced(by: sent).assumingMemoryBound(to: CChar.self)
-                        let count = virStreamSend(stream, base, bytes.count - sent)
-                        if count < 0 { return true }
-                        sent += Int(count)
-                    }
-                    return false
-                }
-                if failed { throw LibvirtError.copyLast() }
+                try stream.sendNow(chunk)
             }
-            try check(virStreamFinish(stream))
+            try check(virStreamFinish(stream.handle))
         } catch {
-            virStreamAbort(stream)
+            virStreamAbort(stream.handle)
             throw error
+        }
+    }
+
+    /// The volume's contents from `offset` to its end, through libvirt (so it works on remote
+    /// connections too). For a file that grows (a console log) it is what the file holds now.
+    ///
+    /// The corresponding C functions are `virStreamNew`, `virStorageVolDownload`, `virStreamRecv`
+    /// and `virStreamFinish` (`virStreamAbort` on failure).
+    public func download(from offset: UInt64 = 0) async throws(LibvirtError) -> Data {
+        try await blocking { () throws(LibvirtError) in
+            let stream = Stream(owning: try check(virStreamNew(virStorageVolGetConnect(self.handle), 0)))
+            try check(virStorageVolDownload(self.handle, stream.handle, offset, 0, 0))
+            var contents = Data()
+            do throws(LibvirtError) {
+                while true {
+                    let chunk = try stream.receiveNow(upTo: 1 << 20)
+                    if chunk.isEmpty { break }
+                    contents.append(chunk)
+                }
+                try check(virStreamFinish(stream.handle))
+            } catch {
+                virStreamAbort(stream.handle)
+                throw error
+            }
+            return contents
         }
     }
 

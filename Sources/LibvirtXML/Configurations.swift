@@ -210,26 +210,36 @@ public struct VolumeConfiguration: Sendable, Equatable {
     public var format: String
     /// The image a qcow2 overlay stands on: its path and format.
     public var backing: (path: String, format: String)?
+    /// Sparse (0) rather than written out in full when given: a volume about to be uploaded into.
+    public var allocationBytes: UInt64?
+    /// The file's mode, in octal (`0444` for a read-only base image).
+    public var mode: String?
 
-    public init(name: String, capacityBytes: UInt64, format: String, backing: (path: String, format: String)? = nil) {
+    public init(name: String, capacityBytes: UInt64, format: String, backing: (path: String, format: String)? = nil,
+                allocationBytes: UInt64? = nil, mode: String? = nil) {
         self.name = name
         self.capacityBytes = capacityBytes
         self.format = format
         self.backing = backing
+        self.allocationBytes = allocationBytes
+        self.mode = mode
     }
 
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.name == rhs.name && lhs.capacityBytes == rhs.capacityBytes && lhs.format == rhs.format
             && lhs.backing?.path == rhs.backing?.path && lhs.backing?.format == rhs.backing?.format
+            && lhs.allocationBytes == rhs.allocationBytes && lhs.mode == rhs.mode
     }
 
     /// The `<volume>` document; qcow2 volumes get compat 1.1.
     public var xml: String {
         var target: [XMLElement] = [element("format", ["type": format])]
         if format == "qcow2" { target.append(element("compat", text: "1.1")) }
+        if let mode { target.append(element("permissions", [:], [element("mode", text: mode)])) }
         var children: [XMLElement] = [element("name", text: name),
-                                      element("capacity", ["unit": "bytes"], text: "\(capacityBytes)"),
-                                      element("target", [:], target)]
+                                      element("capacity", ["unit": "bytes"], text: "\(capacityBytes)")]
+        if let allocationBytes { children.append(element("allocation", ["unit": "bytes"], text: "\(allocationBytes)")) }
+        children.append(element("target", [:], target))
         if let backing {
             children.append(element("backingStore", [:], [element("path", text: backing.path), element("format", ["type": backing.format])]))
         }

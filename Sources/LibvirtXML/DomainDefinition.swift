@@ -17,6 +17,8 @@ public struct DomainDefinition: Sendable, Equatable {
     public var disks: [Disk]
     /// vmctl's `<metadata>` element, for VMs vmctl created.
     public var metadata: VMMetadata?
+    /// The file the first serial port is logged to (`<serial><log file=...>`), if any.
+    public var consoleLog: String?
 
     /// One `<interface>`.
     public struct Interface: Sendable, Equatable {
@@ -74,6 +76,7 @@ public struct DomainDefinition: Sendable, Equatable {
                 format: element.child("driver")?.attribute(forName: "type")?.stringValue,
                 backingPath: (backing?.attribute(forName: "file") ?? backing?.attribute(forName: "dev"))?.stringValue)
         }
+        consoleLog = devices.flatMap { $0.elements(forName: "serial") }.first?.child("log")?.attribute(forName: "file")?.stringValue
         let ours = root.child("metadata")?.children?.compactMap { $0 as? XMLElement }
             .first { $0.uri == VMMetadata.namespace }
         metadata = try ours.map { element throws(XMLProblem) in try VMMetadata(element: element) }
@@ -98,6 +101,8 @@ public struct VMMetadata: Sendable, Equatable {
     public var volumes: [Volume]
     /// Addresses reserved for the VM's NICs, released with it.
     public var addresses: [Address]
+    /// The user `vmctl ssh` logs in as when none is given (the image's default user).
+    public var sshUser: String?
 
     /// A volume vmctl made: its storage pool, name, path and role (`root`, `data`, `seed`).
     public struct Volume: Sendable, Equatable, Codable {
@@ -128,13 +133,14 @@ public struct VMMetadata: Sendable, Equatable {
     }
 
     public init(createdAt: Date, expiresAt: Date?, labels: [String: String], image: String?,
-                volumes: [Volume], addresses: [Address]) {
+                volumes: [Volume], addresses: [Address], sshUser: String? = nil) {
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.labels = labels
         self.image = image
         self.volumes = volumes
         self.addresses = addresses
+        self.sshUser = sshUser
     }
 
     /// The element as it goes into `<metadata>` of a domain definition, namespace declared.
@@ -147,6 +153,7 @@ public struct VMMetadata: Sendable, Equatable {
             lines.append("  <\(p):label key='\(escapeXML(key))'>\(escapeXML(value))</\(p):label>")
         }
         if let image { lines.append("  <\(p):image>\(escapeXML(image))</\(p):image>") }
+        if let sshUser { lines.append("  <\(p):ssh user='\(escapeXML(sshUser))'/>") }
         for volume in volumes {
             lines.append("  <\(p):volume pool='\(escapeXML(volume.pool))' name='\(escapeXML(volume.name))' path='\(escapeXML(volume.path))' role='\(escapeXML(volume.role))'/>")
         }
@@ -184,6 +191,7 @@ public struct VMMetadata: Sendable, Equatable {
         for label in children("label") { labels[try attribute(label, "key")] = label.stringValue ?? "" }
         self.labels = labels
         image = children("image").first?.stringValue
+        sshUser = children("ssh").first?.attribute(forName: "user")?.stringValue
         var volumes: [Volume] = []
         for volume in children("volume") {
             volumes.append(Volume(pool: try attribute(volume, "pool"), name: try attribute(volume, "name"),

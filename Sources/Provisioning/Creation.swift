@@ -38,7 +38,7 @@ public struct Creation: Sendable {
 
     /// The steps, in order; each name appears in errors and in `VMCTL_TEST_STOP_AFTER`.
     public enum Step: String, CaseIterable, Sendable {
-        case journal, rootDisk = "root-disk", dataDisks = "data-disks", addresses, seed, define, start
+        case journal, rootDisk = "root-disk", dataDisks = "data-disks", addresses, seed, consoleLog = "console-log", define, start
 
         public var title: String {
             switch self {
@@ -47,6 +47,7 @@ public struct Creation: Sendable {
             case .dataDisks: "creating the data disks"
             case .addresses: "reserving addresses"
             case .seed: "building the cloud-init seed"
+            case .consoleLog: "creating the console log"
             case .define: "defining the domain"
             case .start: "starting the domain"
             }
@@ -55,12 +56,18 @@ public struct Creation: Sendable {
 
     /// Creates and starts the VM; on failure or a signal, undoes every step done so far.
     public func run() async throws(ProvisioningError) -> Domain {
-        let checked = try await check()
-        let pending = PendingCreate(name: plan.name, uuid: plan.uuid, process: ProcessTag.current)
-        let journal = Journal(state: state, pending: pending)
         let interrupts = Interrupts()
         interrupts.install()
         defer { interrupts.remove() }
+        return try await run(interrupts: interrupts)
+    }
+
+    /// The create, with signals handled by `interrupts`, which the caller installed and keeps
+    /// after it (`vmctl run` goes on after the create).
+    func run(interrupts: Interrupts) async throws(ProvisioningError) -> Domain {
+        let checked = try await check()
+        let pending = PendingCreate(name: plan.name, uuid: plan.uuid, process: ProcessTag.current)
+        let journal = Journal(state: state, pending: pending)
         try await state.run { store throws(StoreError) in try store.begin(pending) }
         let steps = Task { () async throws(ProvisioningError) -> Domain in
             try await perform(checked, journal: journal)
@@ -87,6 +94,8 @@ public struct Creation: Sendable {
     struct Checked: Sendable {
         var virtType: VirtType
         var image: (path: String, format: String, size: UInt64)?
+        /// The image's user, recorded for `vmctl ssh`.
+        var sshUser: String?
         var nics: [PlannedNIC]
         var sshKeys: [String]
         var userData: String?
@@ -108,15 +117,23 @@ public struct Creation: Sendable {
         async let node = outcome { () async throws(ProvisioningError) in
             try await libvirtCall("read the host's size") { () async throws(LibvirtError) in try await connection.nodeInfo() }
         }
-        let local = localChecks()
+        // An image's name, else its path: a name in vmctl's images comes first.
+        let imageRecord: ImageRecord? = if let image = plan.image, !image.contains("/") {
+            try await state.run { store throws(StoreError) in try store.image(named: image) }
+        } else { nil }
+        let local = localChecks(imageRecord)
         if try await exists.get() {
             throw ProvisioningError(.alreadyExists, "VM \(plan.name) already exists", hint: "pick another name, or vmctl destroy \(plan.name) first")
         }
-        let (image, sshKeys, userData) = try local.get()
+        var (image, sshKeys, userData) = try local.get()
+        if plan.cloudInit && plan.sshKeyFiles.isEmpty {
+            // Every VM can be reached: the user's default key, else vmctl's own.
+            sshKeys = [try await SSHFiles(stateFile: state.store.path).defaultKey(home: ProcessInfo.processInfo.environment["HOME"]).publicKey]
+        }
         let pools = plan.nics.isEmpty ? [] : try await state.run { store throws(StoreError) in try store.pools() }
         let domainType = try await type.get()
         try await checkHostLimits(domainType, node: try await node.get())
-        return Checked(virtType: domainType, image: image,
+        return Checked(virtType: domainType, image: image, sshUser: imageRecord?.user,
                        nics: try Self.assignNICs(plan, survey: try await survey.get(), pools: pools),
                        sshKeys: sshKeys, userData: userData)
     }
@@ -143,23 +160,29 @@ public struct Creation: Sendable {
     }
 
     /// The image, kernel, initrd, key and user-data files, read on this machine.
-    private func localChecks() -> Result<((path: String, format: String, size: UInt64)?, [String], String?), ProvisioningError> {
+    private func localChecks(_ imageRecord: ImageRecord?) -> Result<((path: String, format: String, size: UInt64)?, [String], String?), ProvisioningError> {
         do throws(ProvisioningError) {
-            return .success(try readLocalFiles())
+            return .success(try readLocalFiles(imageRecord))
         } catch {
             return .failure(error)
         }
     }
 
-    private func readLocalFiles() throws(ProvisioningError) -> ((path: String, format: String, size: UInt64)?, [String], String?) {
+    private func readLocalFiles(_ imageRecord: ImageRecord?) throws(ProvisioningError) -> ((path: String, format: String, size: UInt64)?, [String], String?) {
         var image: (path: String, format: String, size: UInt64)?
-        if let path = plan.image {
-            let (format, size) = try probeImage(path, format: plan.imageFormat)
-            if let wanted = plan.diskSize, wanted.bytes < size {
-                throw ProvisioningError(.conflict, "disk size \(wanted) is smaller than image \(path) (\(ByteSize(bytes: size)))",
-                                        hint: "give at least the image's size, or none to keep it")
+        if let imageRecord {
+            image = (imageRecord.path, imageRecord.format, imageRecord.virtualSize)
+        } else if let path = plan.image {
+            if !path.contains("/") && !FileManager.default.fileExists(atPath: path) {
+                throw ProvisioningError(.notFound, "no image or file named \(path)",
+                                        hint: "see vmctl image list, pull it with vmctl image pull \(path), or give a path")
             }
+            let (format, size) = try probeImage(path, format: plan.imageFormat)
             image = (path, format, size)
+        }
+        if let image, let wanted = plan.diskSize, wanted.bytes < image.size {
+            throw ProvisioningError(.conflict, "disk size \(wanted) is smaller than image \(plan.image ?? image.path) (\(ByteSize(bytes: image.size)))",
+                                    hint: "give at least the image's size, or none to keep it")
         }
         // The console log is written by libvirt's daemons, as root: never over a file by surprise.
         if let log = plan.consoleLog, isLocalHost, !plan.consoleLogAppend, FileManager.default.fileExists(atPath: log) {
@@ -361,15 +384,29 @@ public struct Creation: Sendable {
             try await reached(.seed)
         }
 
+        // The serial console goes to a volume of its own unless a file is named: `vmctl console
+        // --log` reads it through libvirt, wherever the libvirt host is.
+        var consoleLog = plan.consoleLog.map { (path: $0, append: plan.consoleLogAppend) }
+        if consoleLog == nil {
+            let made = try await step(.consoleLog) { () async throws(ProvisioningError) in
+                try await makeVolume("\(plan.name)-console.log", role: "console", in: try await openStorage(), journal: journal) { (storage: VMStorage, name: String) async throws(LibvirtError) -> StorageVolume in
+                    try await storage.createEmpty(named: name)
+                }
+            }
+            volumes.append(made)
+            consoleLog = (made.path, true)
+            try await reached(.consoleLog)
+        }
+
         let metadata = VMMetadata(createdAt: Date(), expiresAt: plan.expiresAt, labels: plan.labels, image: checked.image?.path,
-                                  volumes: volumes, addresses: addresses)
+                                  volumes: volumes, addresses: addresses, sshUser: checked.sshUser)
         let configuration = DomainConfiguration(
             type: checked.virtType.rawValue, hostCPU: checked.virtType == .kvm, name: plan.name,
             uuid: plan.uuid.uuidString.lowercased(), metadata: metadata.xml, memoryMiB: plan.memoryMiB, vcpus: plan.vcpus,
             kernel: plan.kernel, initrd: plan.initrd, cmdline: plan.cmdline, disks: disks,
             seed: seedPath.map { .init(path: $0) },
             interfaces: checked.nics.map { .init(network: $0.spec.network, mac: $0.mac.description, model: $0.spec.model) },
-            consoleLog: plan.consoleLog, consoleLogAppend: plan.consoleLogAppend)
+            consoleLog: consoleLog?.path, consoleLogAppend: consoleLog?.append ?? false)
         let xml = try templates.render(configuration)
         let domain = try await step(.define) { () async throws(ProvisioningError) -> Domain in
             try await libvirtCall("define the domain") { () async throws(LibvirtError) -> Domain in

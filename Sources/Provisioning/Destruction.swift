@@ -115,7 +115,7 @@ public struct Destroyer: Sendable {
             bridges[network] = bridge
         }
         logger.debug("stopping \(domain.name)")
-        try await stop(domain)
+        try await powerOff(domain, force: force, grace: grace)
         // vmctl create reserves with the domain's UUID as owner. The metadata records them too,
         // so that a lost state file cannot leave the host entries behind.
         var owned = try await state.run { store throws(StoreError) in try store.allocations(ownedBy: domain.uuid) }
@@ -139,6 +139,7 @@ public struct Destroyer: Sendable {
         }
         let portForwards = PortForwards(state: state, session: session)
         for (network, bridge) in bridges { try await portForwards.rebuild(network, bridge: bridge) }
+        await SSHFiles(stateFile: state.store.path).forgetHostKey(of: domain.uuid.uuidString)
         let kept = try await deleteVolumes(metadata.volumes.map { "\($0.pool)/\($0.name)" }, on: connection, imagesInUse: imagesInUse)
         do {
             if try await domain.isPersistent() {
@@ -150,29 +151,5 @@ public struct Destroyer: Sendable {
             throw ProvisioningError(while: "undefine it", error)
         }
         return kept
-    }
-
-    /// Asks the guest to shut down and powers it off after the grace period (at once with `force`).
-    private func stop(_ domain: Domain) async throws(ProvisioningError) {
-        do throws(LibvirtError) {
-            guard try await domain.isActive() else { return }
-            if !force {
-                try? await domain.shutdown()
-                let deadline = ContinuousClock.now + grace
-                while ContinuousClock.now < deadline {
-                    if try await !domain.isActive() { return }
-                    try? await Task.sleep(for: .milliseconds(200))
-                }
-            }
-            do throws(LibvirtError) {
-                try await domain.destroy()
-            } catch {
-                if try await domain.isActive() { throw error }  // else it stopped by itself meanwhile
-            }
-        } catch where error.code == .noDomain {
-            return
-        } catch {
-            throw ProvisioningError(while: "stop it", error)
-        }
     }
 }

@@ -82,8 +82,8 @@ extension ProvisioningError {
     /// A failure of the state file, with its own words.
     public init(_ error: StoreError) {
         let code: Code = switch error {
-        case .noSuchPool, .notAllocated: .notFound
-        case .poolExists: .alreadyExists
+        case .noSuchPool, .notAllocated, .noSuchImage: .notFound
+        case .poolExists, .imageExists: .alreadyExists
         default: .store
         }
         let hint: String? = if case .unavailable = error { "check the path and its permissions" } else { nil }

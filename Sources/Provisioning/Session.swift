@@ -55,6 +55,8 @@ public struct Session: Sendable {
         let domain = try await connection.existingDomain(name)
         if condition == "ip" {
             try await waitForAddresses(of: domain, on: connection, host: host, timeout: timeout)
+        } else if condition == "ssh" {
+            try await waitForSSH(name, timeout: timeout)
         } else {
             try await waitForState(condition, of: domain, on: connection, timeout: timeout)
         }

@@ -44,10 +44,17 @@ public struct VMStorage: Sendable {
         try await pool.createVolume(xml: VolumeConfiguration(name: name, capacityBytes: capacity ?? 0, format: "qcow2", backing: backing).xml)
     }
 
-    /// A raw volume holding the contents of the local file `file`.
-    func createRaw(named name: String, from file: URL) async throws(LibvirtError) -> StorageVolume {
+    /// An empty raw volume, for a file something else writes (the console log).
+    func createEmpty(named name: String) async throws(LibvirtError) -> StorageVolume {
+        try await pool.createVolume(xml: VolumeConfiguration(name: name, capacityBytes: 0, format: "raw", allocationBytes: 0).xml)
+    }
+
+    /// A volume holding the contents of the local file `file`, uploaded through libvirt (so the
+    /// libvirt host may be another machine); `readOnly` makes its file mode 0444 (a base image).
+    func createRaw(named name: String, from file: URL, readOnly: Bool = false) async throws(LibvirtError) -> StorageVolume {
         let size = ((try? FileManager.default.attributesOfItem(atPath: file.path))?[.size] as? NSNumber)?.uint64Value ?? 0
-        let volume = try await pool.createVolume(xml: VolumeConfiguration(name: name, capacityBytes: size, format: "raw").xml)
+        let volume = try await pool.createVolume(xml: VolumeConfiguration(name: name, capacityBytes: size, format: "raw", allocationBytes: 0,
+                                                                          mode: readOnly ? "0444" : nil).xml)
         do {
             try await volume.upload(contentsOf: file)
         } catch {

@@ -159,5 +159,5 @@ public func waitForAddresses(of domain: Domain, on connection: Connection, host:
     }
     let arp = arpError.map { "; libvirt's ARP source failed: \($0) (run vmctl in the network namespace of the bridge to read its neighbour table instead)" } ?? ""
     throw ProvisioningError(.timedOut, "VM \(domain.name) does not hold its addresses after \(timeout.components.seconds) s (missing: \(missing.joined(separator: ", ")))\(arp); the VM is kept",
-                            hint: "see vmctl show \(domain.name), or remove it with vmctl destroy \(domain.name)")
+                            hint: "see what the guest printed with vmctl console \(domain.name) --log, or remove it with vmctl destroy \(domain.name)")
 }

@@ -16,7 +16,56 @@ public struct Create: AsyncParsableCommand {
     @OptionGroup var state: StateOptions
     @Argument(help: "The VM's name (also its host name).") var name: String
 
-    @Option(help: ArgumentHelp("Base image: the VM's root disk is a qcow2 overlay on it.", valueName: "path"), completion: .file())
+    @OptionGroup var options: CreateOptions
+    @Option(help: "ip: return once the guest holds its addresses; ssh: once its SSH server answers; none: once it runs.") var wait: CreateWait = .none
+    @Option(help: "Seconds --wait waits.") var timeout = 120
+    @OptionGroup var output: OutputOptions
+
+    public init() {}
+
+    public enum CreateWait: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case ip, ssh, none
+    }
+
+    public func validate() throws {
+        _ = try usage { () throws(ProvisioningError) in try options.plan(name: name) }
+        if timeout < 1 { throw ValidationError("invalid --timeout \(timeout): give a number of seconds, 1 or more") }
+        if wait == .ssh && options.noCloudInit { throw ValidationError("--wait ssh needs cloud-init to install a key: drop --no-cloud-init") }
+    }
+
+    public func run() async throws {
+        let profiler = Profiler.current  // starts the clock
+        defer { profiler?.report("create \(name)") }
+        let state = try await state.open()
+        let session = try await global.connect()
+        let showProgress = !output.quiet && isatty(STDERR_FILENO) == 1
+        let creation = try options.creation(name: name, state: state, session: session, showProgress: showProgress)
+        let domain = try await creation.run()
+        var waitFailure: ProvisioningError?
+        if wait != .none {
+            if showProgress { Output.say("waiting up to \(timeout) s for \(name)'s \(wait == .ip ? "addresses" : "SSH server")") }
+            do throws(ProvisioningError) {
+                if wait == .ip {
+                    try await session.wait(for: "ip", vm: domain.name, timeout: .seconds(timeout))
+                } else {
+                    try await session.waitForSSH(domain.name, timeout: .seconds(timeout))
+                }
+            } catch {
+                waitFailure = error
+            }
+        }
+        if output.quiet {
+            Output.write(name + "\n")
+        } else {
+            try Output.print(try await session.reader.view(of: domain), output)
+        }
+        if let waitFailure { throw waitFailure }
+    }
+}
+
+/// What a VM is made of: the options `create` and `run` share.
+public struct CreateOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Base image, by name (vmctl image list) or path: the VM's root disk is a qcow2 overlay on it.", valueName: "name|path"), completion: .file())
     var image: String?
     @Option(help: ArgumentHelp("qcow2 or raw: take --image as this format (default: qcow2 by its header, raw only if it holds a partition table).",
                                valueName: "format"))
@@ -29,7 +78,9 @@ public struct Create: AsyncParsableCommand {
         "A NIC on a libvirt network (repeatable); pool= reserves an address of each family the pool holds, ip= exactly that one.",
         valueName: "NET[,pool=POOL][,ip=ADDR][,mac=MAC][,model=MODEL]"), completion: Complete.network)
     var networks: [String] = []
-    @Option(name: .customLong("ssh-key"), help: ArgumentHelp("A public key file for cloud-init (repeatable).", valueName: "file"), completion: .file())
+    @Option(name: .customLong("ssh-key"), help: ArgumentHelp(
+        "A public key file for cloud-init (repeatable). Default: ~/.ssh/id_ed25519.pub, else id_rsa.pub, else vmctl's own key beside the state file.",
+        valueName: "file"), completion: .file())
     var sshKeys: [String] = []
     @Option(help: ArgumentHelp("cloud-init user-data to use instead of vmctl's minimal #cloud-config.", valueName: "file"), completion: .file())
     var userData: String?
@@ -45,8 +96,6 @@ public struct Create: AsyncParsableCommand {
     @Option(name: .customLong("label"), help: ArgumentHelp("A label (repeatable).", valueName: "KEY=VALUE")) var labels: [String] = []
     @Option(help: ArgumentHelp("Record an expiry this long from now (vmctl destroy --expired).", valueName: "duration"))
     var ttl: String?
-    @Option(help: "ip: return once the guest holds its addresses; none: once it runs.") var wait: CreateWait = .none
-    @Option(help: "Seconds --wait ip waits.") var timeout = 120
     @Option(help: ArgumentHelp("The storage pool for the VM's volumes (default vmctl, made if missing).", valueName: "name"))
     var storagePool = VMStorage.defaultName
     @Option(help: ArgumentHelp("Write the serial console to this file (on the libvirt host).", valueName: "path"))
@@ -55,21 +104,11 @@ public struct Create: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Directory with domain.xml.mustache (default: $VMCTL_TEMPLATES, else vmctl's own XML).", valueName: "dir"),
             completion: .directory)
     var templates: String?
-    @OptionGroup var output: OutputOptions
 
     public init() {}
 
-    public enum CreateWait: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case ip, none
-    }
-
-    public func validate() throws {
-        _ = try usage { () throws(ProvisioningError) in try plan() }
-        if timeout < 1 { throw ValidationError("invalid --timeout \(timeout): give a number of seconds, 1 or more") }
-    }
-
     /// The options as values; a bad one is a usage error that names it.
-    func plan() throws(ProvisioningError) -> CreatePlan {
+    func plan(name: String) throws(ProvisioningError) -> CreatePlan {
         let memoryMiB: UInt64 = if let plain = UInt64(memory) { plain } else { try ByteSize(parsing: memory, what: "--memory").mebibytes }
         var labelValues: [String: String] = [:]
         for text in labels {
@@ -106,33 +145,13 @@ public struct Create: AsyncParsableCommand {
         return type
     }
 
-    public func run() async throws {
-        let profiler = Profiler.current  // starts the clock
-        defer { profiler?.report("create \(name)") }
-        let plan = try plan()
+    /// The create transaction for `name`, progress on stderr when asked.
+    func creation(name: String, state: State, session: Session, showProgress: Bool) throws -> Creation {
+        let plan = try plan(name: name)
         let templates = try optionOrEnvironment(self.templates, "VMCTL_TEMPLATES").map(Templates.at) ?? .builtIn
-        let state = try await state.open()
-        let session = try await global.connect()
-        let showProgress = !output.quiet && isatty(STDERR_FILENO) == 1
-        let creation = Creation(plan: plan, state: state, connection: session.connection, host: session.host, templates: templates, logger: session.logger,
-                                isLocalHost: isLocal(session.uri)) { step in
+        return Creation(plan: plan, state: state, connection: session.connection, host: session.host, templates: templates, logger: session.logger,
+                        isLocalHost: isLocal(session.uri)) { step in
             if showProgress { Output.say(step) }
         }
-        let domain = try await creation.run()
-        var waitFailure: ProvisioningError?
-        if wait == .ip {
-            if showProgress { Output.say("waiting up to \(timeout) s for \(name)'s addresses") }
-            do throws(ProvisioningError) {
-                try await session.wait(for: "ip", vm: domain.name, timeout: .seconds(timeout))
-            } catch {
-                waitFailure = error
-            }
-        }
-        if output.quiet {
-            Output.write(name + "\n")
-        } else {
-            try Output.print(try await session.reader.view(of: domain), output)
-        }
-        if let waitFailure { throw waitFailure }
     }
 }

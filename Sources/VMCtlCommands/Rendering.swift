@@ -98,6 +98,32 @@ extension VMTable: Renderable {
     var names: [String] { vms.map(\.name) }
 }
 
+// MARK: Images
+
+extension ImageView: Renderable {
+    var text: String {
+        Output.table([
+            ("name", name), ("format", format), ("size", ByteSize(bytes: size).description),
+            ("virtual size", ByteSize(bytes: virtualSize).description), ("sha256", sha256), ("source", source),
+            ("user", user ?? "-"), ("volume", "\(pool) \(path)"), ("used by", usedBy.joined(separator: " ").ifEmpty("-")),
+        ])
+    }
+    var names: [String] { [name] }
+}
+
+/// `image list`.
+struct ImageTable: Renderable {
+    var images: [ImageView]
+    func encode(to encoder: any Encoder) throws { try images.encode(to: encoder) }
+    var text: String {
+        Output.columns(["NAME", "FORMAT", "SIZE", "VIRTUAL", "SHA256", "USED BY", "SOURCE"], images.map {
+            [$0.name, $0.format, ByteSize(bytes: $0.size).description, ByteSize(bytes: $0.virtualSize).description,
+             String($0.sha256.prefix(12)), "\($0.usedBy.count)", $0.source]
+        })
+    }
+    var names: [String] { images.map(\.name) }
+}
+
 /// Names only, for `list -q` and friends: read with one listing call, no definitions.
 struct NameList: Renderable {
     var list: [String]
@@ -129,6 +155,30 @@ struct DestroyResults: Renderable {
     func encode(to encoder: any Encoder) throws { try results.encode(to: encoder) }
     var text: String { names.map { $0 + "\n" }.joined() }
     var names: [String] { results.filter(\.destroyed).map(\.name) }
+}
+
+/// What `start`, `stop` and `reboot` did to each VM.
+struct PowerResults: Renderable {
+    struct Result: Encodable {
+        var name: String
+        /// "started", "stopped", "rebooted", "already running", "already shut off"; null on failure.
+        var result: String?
+        /// The failure, or null.
+        var error: String?
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(name, forKey: .name)
+            try container.encode(result, forKey: .result)
+            try container.encode(error, forKey: .error)
+        }
+        enum CodingKeys: String, CodingKey { case name, result, error }
+    }
+    var action: String
+    var results: [Result]
+    func encode(to encoder: any Encoder) throws { try results.encode(to: encoder) }
+    var text: String { results.compactMap { result in result.result.map { "\(result.name): \($0)\n" } }.joined() }
+    var names: [String] { results.filter { $0.result != nil }.map(\.name) }
 }
 
 /// What `wait` saw.

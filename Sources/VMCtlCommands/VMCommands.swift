@@ -87,25 +87,23 @@ public struct Destroy: AsyncParsableCommand {
         }), output)
         let failures = missing.map { "\($0), or pass --ignore-missing" }
             + outcomes.compactMap { outcome in outcome.error.map { "cannot destroy VM \(outcome.name): \($0.description)" } }
-        guard let last = failures.last else { return }
-        for failure in failures.dropLast() { FileHandle.standardError.write(Data("Error: \(failure)\n".utf8)) }
-        throw ProvisioningError(.incomplete, last)
+        try reportTogether(failures)
     }
 }
 
 /// `vmctl wait NAME --for ip|running|shutoff [--timeout SECONDS]`
 public struct Wait: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
-        abstract: "Wait until a VM holds its addresses, runs, or is shut off.",
+        abstract: "Wait until a VM holds its addresses, answers on SSH, runs, or is shut off.",
         discussion: "Exit status 1 when the timeout passes first (the VM is left as it is).")
 
     public enum Condition: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case ip, running, shutoff
+        case ip, ssh, running, shutoff
     }
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The VM's name.", completion: Complete.vm) var name: String
-    @Option(name: .customLong("for"), help: "ip, running or shutoff.") var condition: Condition
+    @Option(name: .customLong("for"), help: "ip, ssh, running or shutoff.") var condition: Condition
     @Option(help: "Seconds to wait.") var timeout = 120
     @OptionGroup var output: OutputOptions
 

@@ -11,7 +11,8 @@ public struct VMCtl: AsyncParsableCommand {
             Exit status: 0 on success, 1 when the operation failed, 64 for a usage error.
             """,
         version: vmctlVersion,
-        subcommands: [Create.self, Destroy.self, List.self, Show.self, Wait.self, Info.self, NetworkCommand.self, PoolCommand.self, Doctor.self]
+        subcommands: [Create.self, Run.self, Destroy.self, List.self, Show.self, Start.self, Stop.self, Reboot.self, SSH.self, Exec.self, Console.self,
+                      Wait.self, ImageCommand.self, Info.self, NetworkCommand.self, PoolCommand.self, Doctor.self]
     )
 
     /// `--connect` given before the subcommand: `vmctl --connect URI info`.

@@ -221,7 +221,7 @@ extension Integration {
               .timeLimit(.minutes(6)))
         func interruptedCreates() async throws {
             try await Setup.with { setup in
-                for step in ["journal", "root-disk", "data-disks", "addresses", "seed", "define", "start"] {
+                for step in ["journal", "root-disk", "data-disks", "addresses", "seed", "console-log", "define", "start"] {
                     let name = "ivk-\(setup.id)-\(step)"
                     let process = try StoppedCreate(setup: setup, name: name, step: step)
                     // While it runs, doctor leaves its addresses alone.
