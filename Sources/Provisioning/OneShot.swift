@@ -35,7 +35,11 @@ public struct OneShot: Sendable {
         let interrupts = Interrupts()
         interrupts.install()
         defer { interrupts.remove() }
-        _ = try await creation.run(interrupts: interrupts)  // undoes itself on failure or a signal
+        do {
+            _ = try await creation.run(interrupts: interrupts)  // undoes itself on failure or a signal
+        } catch where error.code == .interrupted {
+            return .interrupted(signalNumber(interrupts.received ?? "SIGINT"))
+        }
         let child = RunningChild()
         let work = Task { () async throws(ProvisioningError) -> Int32 in
             creation.progress("waiting up to \(timeout.components.seconds) s for \(name)'s SSH server")

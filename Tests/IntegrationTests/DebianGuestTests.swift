@@ -277,5 +277,78 @@ extension Integration {
             let chains = try harness.inNamespace("iptables", "-S").standardOutput + harness.inNamespace("ip6tables", "-S").standardOutput
             #expect(!chains.contains("VMCTL-") , "\(chains)")
         }
+
+        @Test("the image by name, pulled from the catalogue over HTTP; create --wait ssh with no key given (vmctl's own); vmctl ssh prints the VM's name; exec returns the command's status; run -- false exits 1 and leaves nothing; stop (ACPI) and start; the console log shows the boot; the host key forgotten on destroy",
+              .timeLimit(.minutes(8)))
+        func imageAndAccess() async throws {
+            let site = try Site.make()
+            let (harness, id) = (site.harness, site.id)
+            let home = site.scratch.appendingPathComponent("home")
+            try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+            let environment = site.environment.merging(["HOME": home.path]) { $1 }
+            func vmctl(_ arguments: String...) throws -> ProcessResult { try harness.vmctlInNamespace(arguments, environment: environment) }
+            let server = try await ImageTests.ImageServer.start(serving: site.debian, harness: harness)
+            let (image, vm, thrown) = ("debian-test-\(id)", "acc-\(id)", "run-\(id)")
+            let nat = "10.222.\(site.octet)"
+            defer {
+                server.stop()
+                for name in [vm, thrown] { _ = try? vmctl("destroy", name, "--force") }
+                _ = try? vmctl("image", "rm", image)
+                _ = try? vmctl("network", "destroy", "acc-\(id)", "--force")
+            }
+            try site.vmctl("network", "create", "acc-\(id)", "--mode", "nat", "--ipv4", "\(nat).1/24", "--dhcp4", "\(nat).100-\(nat).200", "-q")
+            try site.vmctl("pool", "create", "accp-\(id)", "--network", "acc-\(id)", "--range", "\(nat).10-\(nat).20", "-q")
+
+            // A user catalogue names the image, its checksum and its user, as the built-in one does
+            // for the distributions' images.
+            let sha = String(try runProcess("/usr/bin/sha256sum", [site.debian.appendingPathComponent("debian.qcow2").path]).standardOutput.prefix(64))
+            let catalogue = site.scratch.appendingPathComponent("images.yaml")
+            try Data("\(image):\n  url: \(server.url("debian.qcow2"))\n  sha256: \(sha)\n  user: debian\n".utf8).write(to: catalogue)
+            let pulled = try vmctl("image", "pull", image, "--catalogue", catalogue.path, "--format", "json")
+            try #require(pulled.status == 0, "\(pulled.standardError)")
+            #expect(pulled.standardOutput.contains("\"format\" : \"qcow2\"") && pulled.standardOutput.contains("\"user\" : \"debian\""), "\(pulled.standardOutput)")
+
+            // The two at once: a VM to log in to, and a throwaway one whose command fails.
+            let boot = ["--image", image, "--kernel", site.debian.appendingPathComponent("vmlinuz").path,
+                        "--initrd", site.debian.appendingPathComponent("initrd.img").path, "--cmdline", "root=/dev/vda rw console=ttyS0 quiet",
+                        "--memory", "512M", "--network", "acc-\(id),pool=accp-\(id)"]
+            let vmctlPath = try vmctlExecutable()
+            let started = ContinuousClock.now
+            let both = try runTogether("/usr/sbin/ip", [
+                ["netns", "exec", harness.netns, vmctlPath, "create", vm] + boot + ["--wait", "ssh", "--timeout", "400", "-q"],
+                ["netns", "exec", harness.netns, vmctlPath, "run", "--name", thrown, "--timeout", "400"] + boot + ["--", "false"],
+            ], environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+            print("debian access: create --wait ssh and run -- false in \(ContinuousClock.now - started)")
+            let console = try vmctl("console", vm, "--log").standardOutput.suffix(2000)
+            try #require(both.results[0].status == 0, "create --wait ssh: \(both.results[0].standardError); console: \(console)")
+            #expect(both.results[1].status == 1, "run -- false: \(both.results[1].standardError)")
+            let connection = try await harness.connect()
+            #expect(try await !connection.domains().contains { $0.name == thrown }, "run destroyed its VM")
+            #expect(try await connection.storagePool(named: "vmctl").volumes().filter { $0.name.hasPrefix(thrown + "-") }.isEmpty)
+            #expect(try vmctl("pool", "show", "accp-\(id)", "--format", "json").standardOutput.contains("\"used\" : 1"), "only the VM's address is held")
+
+            // In over SSH as the image's user, with the key vmctl made (none was given, none in $HOME).
+            let hostname = try vmctl("ssh", vm, "--", "cat", "/etc/hostname")
+            #expect(hostname.status == 0 && hostname.standardOutput == "\(vm)\n", "\(hostname.standardError)")
+            #expect(try vmctl("exec", vm, "--", "id", "-un").standardOutput == "debian\n")
+            let status = try vmctl("exec", vm, "--", "sh", "-c", "echo 'one word'; exit 7")
+            #expect(status.status == 7 && status.standardOutput == "one word\n", "\(status.standardError)")
+            let uuid = try await connection.domain(named: vm).uuid.uuidString.lowercased()
+            let knownHosts = site.scratch.appendingPathComponent("ssh/known_hosts")
+            #expect(((try? String(contentsOf: knownHosts, encoding: .utf8)) ?? "").hasPrefix("vmctl-\(uuid) ssh-"), "its host key, under its UUID")
+
+            // stop asks the guest (ACPI) and it shuts down well within the grace; start boots it.
+            let stopping = ContinuousClock.now
+            #expect(try vmctl("stop", vm, "--grace", "60").standardOutput == "\(vm): stopped\n")
+            #expect(ContinuousClock.now - stopping < .seconds(60), "the guest shut down by itself")
+            let log = try vmctl("console", vm, "--log").standardOutput
+            #expect(log.contains("\(vm) login:") && log.contains("reboot: Power down"), "the console log shows the boot and the shutdown: \(log.suffix(1500))")
+            #expect(try vmctl("start", vm).standardOutput == "\(vm): started\n")
+            #expect(try vmctl("list", "--format", "json").standardOutput.contains("\"state\" : \"running\""))
+
+            #expect(try vmctl("destroy", vm, "--force").status == 0)
+            #expect(!((try? String(contentsOf: knownHosts, encoding: .utf8)) ?? "").contains("vmctl-\(uuid)"), "destroy forgot the host key")
+            #expect(try vmctl("image", "rm", image).status == 0)
+        }
     }
 }
