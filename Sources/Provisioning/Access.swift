@@ -146,8 +146,11 @@ public func shellQuoted(_ word: String) -> String {
 extension VMView {
     /// The address vmctl reaches the VM's SSH server on: the first IPv4 address of its NICs,
     /// else the first global IPv6 one; reserved addresses before leased ones.
-    public var sshAddress: String? {
-        let all = interfaces.flatMap(\.addresses).compactMap(IPAddress.init)
+    public var sshAddress: String? { Self.sshAddress(among: interfaces.flatMap(\.addresses)) }
+
+    /// The address among `addresses` (the NICs' in order) that `sshAddress` picks.
+    static func sshAddress(among addresses: [String]) -> String? {
+        let all = addresses.compactMap(IPAddress.init)
         let usable = all.filter { !($0.family == .ipv6 && $0.description.lowercased().hasPrefix("fe80")) }
         return (usable.first { $0.family == .ipv4 } ?? usable.first)?.description
     }

@@ -46,7 +46,9 @@ public struct ImageCatalogue: Sendable, Equatable {
     public init(yaml text: String, file: String) throws(ProvisioningError) {
         let decoded: [String: Entry]?
         do {
-            decoded = try YAMLDecoder().decode([String: Entry]?.self, from: text)
+            // An empty file (or only comments) is an empty catalogue.
+            let blank = text.split(whereSeparator: \.isNewline).allSatisfy { $0.trimmingCharacters(in: .whitespaces).isEmpty || $0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }
+            decoded = blank ? [:] : try YAMLDecoder().decode([String: Entry].self, from: text)
         } catch {
             throw ProvisioningError(.invalidValue, "invalid image catalogue \(file): \(error)",
                                     hint: "give a mapping of names to url, sha256 or checksums, and user")

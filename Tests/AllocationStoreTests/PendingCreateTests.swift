@@ -34,3 +34,25 @@ struct PendingCreateTests {
         #expect(try store.allocations(ownedBy: owner).map(\.id) == [mine.id])
     }
 }
+
+@Suite("Image records")
+struct ImageRecordTests {
+    @Test("one record a name; listed by name; removing a missing one says so; kept across opening the file again")
+    func records() throws {
+        let store = try makeStore()
+        let image = ImageRecord(name: "debian-12", pool: "vmctl", volume: "debian-12.image.qcow2", path: "/var/lib/libvirt/vmctl/debian-12.image.qcow2",
+                                format: "qcow2", size: 400 << 20, virtualSize: 2 << 30, sha256: String(repeating: "a", count: 64),
+                                source: "https://images.test/debian-12.qcow2", user: "debian", addedAt: Date(timeIntervalSince1970: 1_800_000_000))
+        try store.add(image)
+        #expect(throws: StoreError.imageExists("debian-12")) { try store.add(image) }
+        var other = image
+        other.name = "alpine"
+        other.user = nil
+        try store.add(other)
+        #expect(try store.images().map(\.name) == ["alpine", "debian-12"])
+        #expect(try AllocationStore(path: store.path).image(named: "debian-12") == image)
+        try store.removeImage(named: "debian-12")
+        #expect(try store.image(named: "debian-12") == nil)
+        #expect(throws: StoreError.noSuchImage("debian-12")) { try store.removeImage(named: "debian-12") }
+    }
+}

@@ -9,7 +9,8 @@ struct DomainDefinitionTests {
         createdAt: Date(timeIntervalSince1970: 1_790_000_000), expiresAt: Date(timeIntervalSince1970: 1_790_003_600),
         labels: ["ci": "job <42>", "team": "a&b"], image: "/images/base's.qcow2",
         volumes: [.init(pool: "vmctl", name: "web1-root.qcow2", path: "/var/lib/libvirt/vmctl/web1-root.qcow2", role: "root")],
-        addresses: [.init(pool: "p1", network: "lan", address: IPAddress("2001:db8::10")!, mac: MACAddress("52:54:00:00:00:01")!)])
+        addresses: [.init(pool: "p1", network: "lan", address: IPAddress("2001:db8::10")!, mac: MACAddress("52:54:00:00:00:01")!)],
+        sshUser: "o'brien")
 
     @Test("vmctl metadata survives writing and reading, special characters included")
     func metadataRoundTrip() throws {
@@ -36,6 +37,7 @@ struct DomainDefinitionTests {
                 <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><target dev='sda' bus='sata'/></disk>
                 <interface type='network'><mac address='52:54:00:00:00:01'/><source network='lan'/><model type='virtio'/></interface>
                 <interface type='bridge'><mac address='52:54:00:00:00:02'/><source bridge='br0'/></interface>
+                <serial type='pty'><log file='/var/lib/libvirt/vmctl/web1-console.log' append='on'/><target port='0'/></serial>
               </devices></domain>
             """)
         #expect(definition.name == "web1" && definition.type == "qemu")
@@ -48,8 +50,9 @@ struct DomainDefinitionTests {
         #expect(definition.disks[0].backingPath == "/images/base.qcow2")
         #expect(definition.disks[1].path == nil && definition.disks[1].device == "cdrom")
         #expect(definition.metadata == metadata)
+        #expect(definition.consoleLog == "/var/lib/libvirt/vmctl/web1-console.log")
         let plain = try DomainDefinition(xml: "<domain type='kvm'><name>x</name><memory unit='GiB'>2</memory></domain>")
-        #expect(plain.metadata == nil && plain.memoryKiB == 2 * 1024 * 1024 && plain.vcpus == 1)
+        #expect(plain.metadata == nil && plain.memoryKiB == 2 * 1024 * 1024 && plain.vcpus == 1 && plain.consoleLog == nil)
     }
 
     @Test("a volume's own path and the file it is an overlay on")

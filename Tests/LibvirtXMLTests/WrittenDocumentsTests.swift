@@ -11,7 +11,8 @@ struct WrittenDocumentsTests {
         createdAt: Date(timeIntervalSince1970: 1_780_000_000), expiresAt: Date(timeIntervalSince1970: 1_780_007_200),
         labels: ["ci": "42", "note": "a'b<c>&\"d"], image: "/images/base.qcow2",
         volumes: [.init(pool: "vmctl", name: "web1-root.qcow2", path: "/var/lib/libvirt/vmctl/web1-root.qcow2", role: "root")],
-        addresses: [.init(pool: "public", network: "routed", address: IPAddress("203.0.113.70")!, mac: MACAddress("52:54:00:12:34:56")!)])
+        addresses: [.init(pool: "public", network: "routed", address: IPAddress("203.0.113.70")!, mac: MACAddress("52:54:00:12:34:56")!)],
+        sshUser: "debian")
 
     @Test("a TCG domain booting a kernel, with a data disk, a seed, two NICs and a console log")
     func directKernelDomain() throws {
@@ -79,6 +80,11 @@ struct WrittenDocumentsTests {
         #expect(goldenMismatch(blank.xml, golden: "volume-blank.xml") == nil)
         let seed = VolumeConfiguration(name: "web1-seed.iso", capacityBytes: 374_784, format: "raw")
         #expect(goldenMismatch(seed.xml, golden: "volume-seed.xml") == nil)
+        // A base image about to be uploaded into: sparse, and read-only once written.
+        let image = VolumeConfiguration(name: "debian-12.image.qcow2", capacityBytes: 659_685_376, format: "raw", allocationBytes: 0, mode: "0444")
+        #expect(goldenMismatch(image.xml, golden: "volume-image.xml") == nil)
+        let console = VolumeConfiguration(name: "web1-console.log", capacityBytes: 0, format: "raw", allocationBytes: 0)
+        #expect(goldenMismatch(console.xml, golden: "volume-console.xml") == nil)
         let pool = StoragePoolConfiguration(name: "vmctl", path: "/var/lib/libvirt/vmctl")
         #expect(goldenMismatch(pool.xml, golden: "pool.xml") == nil)
     }
