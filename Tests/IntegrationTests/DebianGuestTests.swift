@@ -316,7 +316,9 @@ extension Integration {
             let started = ContinuousClock.now
             let both = try runTogether("/usr/sbin/ip", [
                 ["netns", "exec", harness.netns, vmctlPath, "create", vm] + boot + ["--wait", "ssh", "--timeout", "400", "-q"],
-                ["netns", "exec", harness.netns, vmctlPath, "run", "--name", thrown, "--timeout", "400"] + boot + ["--", "false"],
+                // Its key is the test's (the private half offered with --identity), not vmctl's own.
+                ["netns", "exec", harness.netns, vmctlPath, "run", "--name", thrown, "--timeout", "400", "--ssh-key", site.key.path + ".pub",
+                 "--identity", site.key.path] + boot + ["--", "false"],
             ], environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
             print("debian access: create --wait ssh and run -- false in \(ContinuousClock.now - started)")
             let console = try vmctl("console", vm, "--log").standardOutput.suffix(2000)
@@ -330,7 +332,8 @@ extension Integration {
             // In over SSH as the image's user, with the key vmctl made (none was given, none in $HOME).
             let hostname = try vmctl("ssh", vm, "--", "cat", "/etc/hostname")
             #expect(hostname.status == 0 && hostname.standardOutput == "\(vm)\n", "\(hostname.standardError)")
-            #expect(try vmctl("exec", vm, "--", "id", "-un").standardOutput == "debian\n")
+            #expect(try vmctl("exec", vm, "--", "id", "-un").standardOutput == "debian\n", "the image's user, recorded with the VM")
+            #expect(try vmctl("exec", vm, "--user", "debian", "--", "id", "-un").standardOutput == "debian\n")
             let status = try vmctl("exec", vm, "--", "sh", "-c", "echo 'one word'; exit 7")
             #expect(status.status == 7 && status.standardOutput == "one word\n", "\(status.standardError)")
             let uuid = try await connection.domain(named: vm).uuid.uuidString.lowercased()

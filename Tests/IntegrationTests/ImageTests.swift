@@ -95,7 +95,8 @@ extension Integration {
             // Cut short halfway: exit 1, nothing usable, the part kept for the next attempt.
             let cut = try vmctl("image", "pull", server.url("small.img"), "--sha256", sha, "--name", small)
             #expect(cut.status == 1)
-            #expect(cut.standardError.contains("stopped at 1500000 of \(size) bytes") && cut.standardError.contains("again to resume"), "\(cut.standardError)")
+            #expect(cut.standardError.contains("download of \(server.url("small.img")) stopped at 1500000 of \(size) bytes")
+                    && cut.standardError.contains("; run the same vmctl image pull again to resume it"), "\(cut.standardError)")
             #expect(try images().isEmpty)
             let part = scratch.appendingPathComponent("images/\(small).part").path
             #expect(((try? FileManager.default.attributesOfItem(atPath: part))?[.size] as? Int) == 1_500_000)
@@ -115,11 +116,12 @@ extension Integration {
             let zeros = String(repeating: "0", count: 64)
             let corrupt = try vmctl("image", "pull", server.url("small.img"), "--sha256", zeros, "--name", "bad-\(id)")
             #expect(corrupt.status == 1)
-            #expect(corrupt.standardError.contains("expected sha256 \(zeros), got \(sha)"), "\(corrupt.standardError)")
+            #expect(corrupt.standardError.contains("checksum mismatch for \(server.url("small.img")): expected sha256 \(zeros), got \(sha); the download was deleted"),
+                    "\(corrupt.standardError)")
             #expect(try images().map(\.name) == [small])
             #expect(!FileManager.default.fileExists(atPath: scratch.appendingPathComponent("images/bad-\(id).part").path))
             // Usage errors before anything: no checksum, a bad one, an unknown name.
-            for (arguments, words) in [(["image", "pull", server.url("other.img")], "no checksum for"),
+            for (arguments, words) in [(["image", "pull", server.url("other.img")], "no checksum for \(server.url("other.img")): vmctl uses only images it has checked"),
                                        (["image", "pull", server.url("other.img"), "--sha256", "12ab"], "invalid SHA-256 '12ab'"),
                                        (["image", "pull", "nosuch-\(id)"], "unknown image 'nosuch-\(id)'")] {
                 let refused = try harness.vmctlInNamespace(arguments, environment: environment)
@@ -134,12 +136,19 @@ extension Integration {
             #expect(server.requests(for: "other.img").count == 1)
             #expect(together.results.contains { $0.standardError.contains("already here") })
 
+            // A checksum list (SHA512SUMS, as Debian publishes) instead of a digest given.
+            let sha512 = String(try runProcess("/usr/bin/sha512sum", [served.appendingPathComponent("other.img").path]).standardOutput.prefix(128))
+            try Data("\(String(repeating: "0", count: 128))  small.img\n\(sha512)  other.img\n".utf8).write(to: served.appendingPathComponent("SHA512SUMS"))
+            let listed = try vmctl("image", "pull", server.url("other.img"), "--checksums", server.url("SHA512SUMS"), "--name", "sums-\(id)", "--format", "json")
+            #expect(listed.status == 0 && listed.standardOutput.contains("\"sha256\" : \"\(otherSHA)\""), "\(listed.standardError)")
+            #expect(try vmctl("image", "rm", "sums-\(id)").status == 0)
+
             // A VM on the image (by name): rm is refused naming it; the VM's disk stands on it.
             let made = try vmctl("create", vm, "--image", small, "--kernel", harness.kernel, "--initrd", harness.initrd,
                                  "--cmdline", "console=ttyS0", "--memory", "160", "-q")
             try #require(made.status == 0, "\(made.standardError)")
             let refused = try vmctl("image", "rm", small)
-            #expect(refused.status == 1 && refused.standardError.contains("image \(small) is in use by \(vm)"), "\(refused.standardError)")
+            #expect(refused.status == 1 && refused.standardError.contains("image \(small) is in use by \(vm); destroy those VMs first"), "\(refused.standardError)")
             #expect(try images().first { $0.name == small }?.usedBy == [vm])
             let shown = try JSONDecoder().decode(Shown.self, from: Data(try vmctl("show", vm, "--format", "json").standardOutput.utf8))
             #expect(shown.disks.first { $0.target == "vda" }?.backingPath == pulled.path)
@@ -189,6 +198,13 @@ extension Integration {
             try Data("not a disk\n".utf8).write(to: text)
             let notImage = try vmctl("image", "import", text.path, "--name", "txt-\(id)")
             #expect(notImage.status == 64 && notImage.standardError.contains("neither qcow2 nor a disk image"), "\(notImage.standardError)")
+            // A user catalogue from $VMCTL_CATALOGUE: a name, its checksum and its user.
+            let catalogue = scratch.appendingPathComponent("images.yaml")
+            try Data("cat-\(id):\n  url: \(server.url("other.img"))\n  sha256: \(otherSHA)\n  user: catuser\n".utf8).write(to: catalogue)
+            let byName = try harness.vmctlInNamespace(["image", "pull", "cat-\(id)", "--format", "json"],
+                                                      environment: environment.merging(["VMCTL_CATALOGUE": catalogue.path]) { $1 })
+            #expect(byName.status == 0 && byName.standardOutput.contains("\"user\" : \"catuser\""), "\(byName.standardError)")
+            #expect(try vmctl("image", "rm", "cat-\(id)").status == 0)
             let unknown = try vmctl("create", "x-\(id)", "--image", "nosuch-\(id)", "--memory", "160")
             #expect(unknown.status == 1 && unknown.standardError.contains("no image or file named nosuch-\(id)"), "\(unknown.standardError)")
         }
@@ -244,7 +260,7 @@ extension Integration {
             process.waitUntilExit()
             let stderr = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
             #expect(process.terminationStatus == 130, "\(stderr)")
-            #expect(stderr.contains("interrupted; VM ri-\(id) destroyed"), "\(stderr)")
+            #expect(stderr.contains("vmctl: interrupted; VM ri-\(id) destroyed"), "\(stderr)")
             #expect(try await leftovers("ri-\(id)").isEmpty)
             _ = try harness.vmctlInNamespace(["pool", "destroy", "rp-\(id)"], environment: environment)
             try await harness.removeNetwork(network)
