@@ -183,6 +183,7 @@ extension Session {
         var address: String?
         var last = "no address"
         while ContinuousClock.now < deadline {
+            if Task.isCancelled { throw ProvisioningError(.interrupted, "interrupted while waiting for \(name)'s SSH server") }
             if address == nil { address = try await view(of: name).sshAddress }
             if let address {
                 switch await sshBanner(at: address, port: 22) {

@@ -88,7 +88,7 @@ public struct CreatePlan: Sendable {
                 throw .invalid("invalid \(what)\(size): qcow2 disks hold at most \(ByteSize.qcow2Limit)")
             }
         }
-        if let image, image.isEmpty { throw .invalid("invalid image '': give the path of a qcow2 or raw image") }
+        if let image, image.isEmpty { throw .invalid("invalid image '': give an image's name (vmctl image list) or the path of a qcow2 or raw image") }
         if let imageFormat, !["qcow2", "raw"].contains(imageFormat) {
             throw .invalid("invalid image format '\(imageFormat)': give qcow2 or raw")
         }

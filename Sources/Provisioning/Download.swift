@@ -42,6 +42,9 @@ struct Download: Sendable {
         }
         let (written, expected, resumedAt, complete) = receiver.result
         if let failure {
+            if failure.hasPrefix("HTTP ") {
+                throw ProvisioningError(.tool, "cannot download \(url.absoluteString): the server answered \(failure)", hint: "check the URL")
+            }
             throw ProvisioningError(.tool, "download of \(url.absoluteString) stopped at \(written) of \(expected.map(String.init) ?? "?") bytes: \(failure)",
                                     hint: complete ? nil : "run the same vmctl image pull again to resume it")
         }
@@ -111,7 +114,7 @@ private final class Receiver: NSObject, URLSessionDataDelegate, @unchecked Senda
                 return true
             case 200:
                 // A server without ranges sends it all again: start over.
-                handle.truncateFile(atOffset: 0)
+                try? handle.truncate(atOffset: 0)
                 state.offset = 0
                 state.resumedAt = 0
                 state.expected = length
@@ -122,7 +125,7 @@ private final class Receiver: NSObject, URLSessionDataDelegate, @unchecked Senda
                 return false
             default:
                 state.failure = "HTTP \(status)"
-                if status == 206 || status == 416 { handle.truncateFile(atOffset: 0) }  // a range we cannot use: next time from 0
+                if status == 206 || status == 416 { try? handle.truncate(atOffset: 0) }  // a range we cannot use: next time from 0
                 return false
             }
         }
@@ -130,13 +133,19 @@ private final class Receiver: NSObject, URLSessionDataDelegate, @unchecked Senda
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-        let (offset, expected) = state.withLock { state -> (UInt64, UInt64?) in
-            handle.seek(toFileOffset: state.offset)
-            handle.write(data)
+        let written = state.withLock { state -> (UInt64, UInt64?)? in
+            do {
+                try handle.seek(toOffset: state.offset)
+                try handle.write(contentsOf: data)
+            } catch {
+                state.failure = "cannot write the download: \(error.localizedDescription)"
+                return nil
+            }
             state.offset += UInt64(data.count)
             return (state.offset, state.expected)
         }
-        progress(offset, expected)
+        guard let written else { return dataTask.cancel() }
+        progress(written.0, written.1)
     }
 
     func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {

@@ -89,8 +89,8 @@ public struct Images: Sendable {
         let part = downloads + "/\(request.name).part"
         return try await withFileLock(downloads + "/\(request.name).lock") { () async throws(ProvisioningError) -> Pulled in
             if let existing = try await record(request.name) {
-                guard existing.source == request.url.absoluteString else {
-                    throw ProvisioningError(.alreadyExists, "image \(request.name) exists, pulled from \(existing.source)",
+                guard existing.source == request.url.absoluteString, request.sha256.map({ $0 == existing.sha256 }) ?? true else {
+                    throw ProvisioningError(.alreadyExists, "image \(request.name) exists, pulled from \(existing.source) with sha256 \(existing.sha256)",
                                             hint: "pick another name with --name, or vmctl image rm \(request.name) first")
                 }
                 return Pulled(image: try await view(of: existing), alreadyPresent: true, resumedAt: 0)
@@ -179,6 +179,11 @@ public struct Images: Sendable {
         let (format, virtualSize) = try probeImage(file)
         let storage = try await VMStorage.open(storagePool, on: session.connection)
         let volumeName = "\(name).image.\(format)"
+        // Under the image's lock and without its record, a volume of that name is what an
+        // interrupted pull left half-uploaded.
+        if let leftover = try? await storage.pool.volume(named: volumeName) {
+            try await libvirtCall("delete the half-uploaded volume \(volumeName)") { () async throws(LibvirtError) in try await leftover.delete() }
+        }
         let volume = try await libvirtCall("upload image \(name) to pool \(storagePool)") { () async throws(LibvirtError) in
             try await storage.createRaw(named: volumeName, from: URL(fileURLWithPath: file), readOnly: true)
         }

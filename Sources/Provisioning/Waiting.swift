@@ -122,6 +122,8 @@ public func waitForAddresses(of domain: Domain, on connection: Connection, host:
     var missing: [String] = []
     var arpError: String?
     while true {
+        // vmctl run ends a wait on a signal.
+        if Task.isCancelled { throw ProvisioningError(.interrupted, "interrupted while waiting for \(domain.name)'s addresses") }
         let state: Domain.State
         do { state = try await domain.state().state } catch { throw ProvisioningError(while: "read the state of VM \(domain.name)", error) }
         guard VMView.name(of: state) == "running" else {

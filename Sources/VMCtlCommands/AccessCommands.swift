@@ -149,6 +149,12 @@ public struct Console: AsyncParsableCommand {
 /// Replaces vmctl with `path` (ssh): its terminal, signals and exit status are the user's.
 func replaceProcess(with path: String, arguments: [String]) throws -> Never {
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    // exec keeps the signal mask and ignored signals: this may be a dispatch thread, which blocks
+    // them, and ssh must be interruptible and killable as if started by the shell.
+    var none = sigset_t()
+    sigemptyset(&none)
+    pthread_sigmask(SIG_SETMASK, &none, nil)
+    for number in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE] { signal(number, SIG_DFL) }
     execv(path, argv)
     let reason = String(cString: strerror(errno))
     throw ProvisioningError(.tool, "cannot run \(path): \(reason)", hint: "install openssh-client")

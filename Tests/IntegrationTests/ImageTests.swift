@@ -165,6 +165,11 @@ extension Integration {
                 try vmctl("console", vm, "--log").standardOutput.components(separatedBy: "vmctl-guest: booted").count - 1
             }
             #expect(try await eventually(timeout: .seconds(60)) { try await boots() == 1 ? true : nil } == true, "the console log shows the boot")
+            // Attached to the console, Ctrl-] leaves it.
+            let attached = try runProcess("/usr/sbin/ip", ["netns", "exec", harness.netns, try vmctlExecutable(), "console", vm],
+                                          environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, input: "\u{1d}")
+            #expect(attached.status == 0 && attached.standardError.contains("connected to \(vm)'s console (Ctrl-] leaves)")
+                    && attached.standardError.contains("left \(vm)'s console"), "\(attached.standardError)")
             #expect(try vmctl("reboot", vm, "--force").standardOutput == "\(vm): rebooted\n")
             let rebooted = try await eventually(timeout: .seconds(60)) { try await boots() == 2 ? true : nil }
             let log = try vmctl("console", vm, "--log").standardOutput

@@ -331,7 +331,8 @@ extension Integration {
                 #expect(expired.status == 0, "\(expired.standardError)")
                 #expect(expired.standardOutput == "\(base)\n", "only the VM whose ttl passed")
                 #expect(expired.standardError.contains("vmctl: kept \(root)"), "\(expired.standardError)")
-                #expect(try await pool.volumes().map(\.name).sorted() == ["\(base)-root.qcow2", "\(overlay)-root.qcow2"])
+                // The base VM's root disk is kept for the overlay; the overlay's console log is its own.
+                #expect(try await pool.volumes().map(\.name).sorted() == ["\(base)-root.qcow2", "\(overlay)-console.log", "\(overlay)-root.qcow2"])
                 #expect(try setup.vmctl("destroy", overlay, "--force").status == 0)
                 try await pool.volume(named: "\(base)-root.qcow2").delete()
                 #expect(try await pool.volumes().isEmpty)
