@@ -40,13 +40,13 @@ struct Download: Sendable {
             receiver.finished = { continuation.resume(returning: $0) }
             session.dataTask(with: request).resume()
         }
-        let (written, expected, resumedAt, complete) = receiver.result
+        let (written, expected, resumedAt) = receiver.result
         if let failure {
             if failure.hasPrefix("HTTP ") {
                 throw ProvisioningError(.tool, "cannot download \(url.absoluteString): the server answered \(failure)", hint: "check the URL")
             }
             throw ProvisioningError(.tool, "download of \(url.absoluteString) stopped at \(written) of \(expected.map(String.init) ?? "?") bytes: \(failure)",
-                                    hint: complete ? nil : "run the same vmctl image pull again to resume it")
+                                    hint: "run the same vmctl image pull again to resume it")
         }
         if let expected, written != expected {
             throw ProvisioningError(.tool, "download of \(url.absoluteString) stopped at \(written) of \(expected) bytes: the server closed the connection",
@@ -97,9 +97,8 @@ private final class Receiver: NSObject, URLSessionDataDelegate, @unchecked Senda
         self.progress = progress
     }
 
-    /// (bytes in the file, the whole file's size if known, where this attempt started, whether
-    /// the file was complete already).
-    var result: (UInt64, UInt64?, UInt64, Bool) { state.withLock { ($0.offset, $0.expected, $0.resumedAt, $0.complete) } }
+    /// (bytes in the file, the whole file's size if known, where this attempt started).
+    var result: (UInt64, UInt64?, UInt64) { state.withLock { ($0.offset, $0.expected, $0.resumedAt) } }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
                     completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
