@@ -1,5 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
+import Foundation
+
+// The commit `vmctl --version` names: scripts/build-release sets it; other builds say "unknown".
+let commit = ProcessInfo.processInfo.environment["VMCTL_COMMIT"].flatMap { $0.isEmpty ? nil : $0 } ?? "unknown"
 
 let strictSwift: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -28,6 +32,12 @@ let package = Package(
             name: "CLibvirt",
             pkgConfig: "libvirt",
             providers: [.apt(["libvirt-dev"])]
+        ),
+        // The commit above as a C string: SwiftPM hands a target no other build-time value
+        // without a plugin. No libvirt in it.
+        .target(
+            name: "BuildInfo",
+            cSettings: [.define("VMCTL_COMMIT", to: "\"\(commit.filter { $0.isLetter || $0.isNumber || $0 == "-" })\"")]
         ),
         // The Swift wrapper over the C API: owns every C handle, turns errors into `LibvirtError`.
         .target(
@@ -80,7 +90,7 @@ let package = Package(
         .target(
             name: "VMCtlCommands",
             dependencies: [
-                "Provisioning", "Addressing",
+                "Provisioning", "Addressing", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,4 +1,5 @@
 public import ArgumentParser
+import BuildInfo
 import Foundation
 import Provisioning
 
@@ -57,5 +58,6 @@ public struct VMCtl: AsyncParsableCommand {
     }
 }
 
-/// `vmctl --version`: the version.
-let vmctlVersion = "0.2.0"
+/// `vmctl --version`: the version and the commit it was built from, `0.2.0 (commit 1a2b3c4d5e6f)`.
+/// scripts/package takes the package's version from the first word.
+let vmctlVersion = "0.2.0 (commit \(String(cString: vmctl_build_commit())))"

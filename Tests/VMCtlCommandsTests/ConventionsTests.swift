@@ -8,11 +8,12 @@ import TestSupport
 struct ConventionsTests {
     let testDriver = ["VMCTL_CONNECT": "test:///default"]
 
-    @Test("--version prints the version alone")
+    @Test("--version prints the version and the commit it was built from (unknown outside scripts/build-release)")
     func version() throws {
         let result = try runVMCtl(["--version"])
         #expect(result.status == 0)
-        #expect(result.standardOutput.range(of: #"^\d+\.\d+\.\d+\n$"#, options: .regularExpression) != nil, "\(result.standardOutput)")
+        #expect(result.standardOutput.range(of: #"^\d+\.\d+\.\d+ \(commit ([0-9a-f]{12}(-dirty)?|unknown)\)\n$"#, options: .regularExpression) != nil,
+                "\(result.standardOutput)")
     }
 
     @Test("-q prints names only: list, network list; ls is list")
