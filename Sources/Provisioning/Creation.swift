@@ -21,12 +21,17 @@ public struct Creation: Sendable {
     /// Called with each step's title as it begins (a terminal shows them).
     public let progress: @Sendable (String) -> Void
 
-    /// Whether the connection's host is this machine (its files can be checked here).
+    /// Whether the connection's host is this machine: libvirt there reads the files named by
+    /// path (kernel, initrd, image). On another host they are uploaded as volumes.
     public let isLocalHost: Bool
+    /// The connection's URI, to connect again when the connection is lost during the create:
+    /// the undo needs libvirt too.
+    public let uri: String?
 
     public init(plan: CreatePlan, state: State, connection: Connection, host: some HostSide, templates: Templates, logger: Logger, isLocalHost: Bool = true,
-                progress: @escaping @Sendable (String) -> Void = { _ in }) {
+                uri: String? = nil, progress: @escaping @Sendable (String) -> Void = { _ in }) {
         self.isLocalHost = isLocalHost
+        self.uri = uri
         self.host = host
         self.plan = plan
         self.state = state
@@ -38,7 +43,7 @@ public struct Creation: Sendable {
 
     /// The steps, in order; each name appears in errors and in `VMCTL_TEST_STOP_AFTER`.
     public enum Step: String, CaseIterable, Sendable {
-        case journal, rootDisk = "root-disk", dataDisks = "data-disks", addresses, seed, consoleLog = "console-log", define, start
+        case journal, rootDisk = "root-disk", dataDisks = "data-disks", addresses, seed, consoleLog = "console-log", upload, define, start
 
         public var title: String {
             switch self {
@@ -48,6 +53,7 @@ public struct Creation: Sendable {
             case .addresses: "reserving addresses"
             case .seed: "building the cloud-init seed"
             case .consoleLog: "creating the console log"
+            case .upload: "uploading the kernel and initrd"
             case .define: "defining the domain"
             case .start: "starting the domain"
             }
@@ -65,6 +71,7 @@ public struct Creation: Sendable {
     /// The create, with signals handled by `interrupts`, which the caller installed and keeps
     /// after it (`vmctl run` goes on after the create).
     func run(interrupts: Interrupts) async throws(ProvisioningError) -> Domain {
+        try await finishAbandonedCreate()
         let checked = try await check()
         let pending = PendingCreate(name: plan.name, uuid: plan.uuid, process: ProcessTag.current)
         let journal = Journal(state: state, pending: pending)
@@ -81,11 +88,29 @@ public struct Creation: Sendable {
         let cause = interrupts.received.map { "interrupted by \($0)" } ?? (failure?.description ?? "unknown failure")
         progress("undoing the create of \(plan.name)")
         do {
-            try await rollBack(await journal.pending, state: state, connection: connection, host: host)
+            try await rollBack(await journal.pending, state: state, connection: await connectionForUndo(), host: host)
         } catch {
-            throw ProvisioningError(.incomplete, "cannot create VM \(plan.name): \(cause); \(error.description)", cause: failure)
+            throw ProvisioningError(.incomplete, "cannot create VM \(plan.name): \(cause); \(error.message)", hint: error.hint, cause: failure)
         }
         throw ProvisioningError(code, "cannot create VM \(plan.name): \(cause)", hint: "nothing was left behind", cause: failure)
+    }
+
+    /// The connection to undo with: this one, or a new one when it was lost (libvirtd
+    /// restarted, SSH dropped) and the host answers again.
+    private func connectionForUndo() async -> Connection {
+        guard let uri, (try? await connection.isAlive()) != true else { return connection }
+        progress("the connection to \(uri) was lost: connecting again to undo")
+        return (try? await Connection.open(uri)) ?? connection
+    }
+
+    /// An earlier create of this name whose process is gone (killed, or its undo could not
+    /// reach libvirt) is undone first, as `vmctl doctor --fix` would: rerunning the create
+    /// finishes the job.
+    private func finishAbandonedCreate() async throws(ProvisioningError) {
+        let earlier = try await state.run { store throws(StoreError) in try store.pendingCreates() }.first { $0.name == plan.name }
+        guard let earlier, !ProcessTag.isAlive(earlier.process) else { return }
+        progress("finishing the undo of an earlier create of \(plan.name)")
+        try await rollBack(earlier, state: state, connection: connection, host: host)
     }
 
     // MARK: Checks (nothing changes)
@@ -94,6 +119,8 @@ public struct Creation: Sendable {
     struct Checked: Sendable {
         var virtType: VirtType
         var image: (path: String, format: String, size: UInt64)?
+        /// The image's file, when it must go to the libvirt host (another machine) first.
+        var uploadedImage: (file: String, size: UInt64)?
         /// The image's user, recorded for `vmctl ssh`.
         var sshUser: String?
         var nics: [PlannedNIC]
@@ -126,6 +153,7 @@ public struct Creation: Sendable {
             throw ProvisioningError(.alreadyExists, "VM \(plan.name) already exists", hint: "pick another name, or vmctl destroy \(plan.name) first")
         }
         var (image, sshKeys, userData) = try local.get()
+        if let imageRecord { try await requireVolume(of: imageRecord) }
         if plan.cloudInit && plan.sshKeyFiles.isEmpty {
             // Every VM can be reached: the user's default key, else vmctl's own.
             sshKeys = [try await SSHFiles(stateFile: state.store.path).defaultKey(home: ProcessInfo.processInfo.environment["HOME"]).publicKey]
@@ -133,9 +161,24 @@ public struct Creation: Sendable {
         let pools = plan.nics.isEmpty ? [] : try await state.run { store throws(StoreError) in try store.pools() }
         let domainType = try await type.get()
         try await checkHostLimits(domainType, node: try await node.get())
-        return Checked(virtType: domainType, image: image, sshUser: imageRecord?.user,
+        let uploaded: (file: String, size: UInt64)? = if let image, imageRecord == nil, !isLocalHost {
+            (image.path, fileSize(image.path) ?? image.size)
+        } else { nil }
+        return Checked(virtType: domainType, image: image, uploadedImage: uploaded, sshUser: imageRecord?.user,
                        nics: try Self.assignNICs(plan, survey: try await survey.get(), pools: pools),
                        sshKeys: sshKeys, userData: userData)
+    }
+
+    /// A pulled image lives as a volume of the host it was pulled to: this connection's, or no use.
+    private func requireVolume(of image: ImageRecord) async throws(ProvisioningError) {
+        do {
+            _ = try await connection.storagePool(named: image.pool).volume(named: image.volume)
+        } catch where error.code == .noStoragePool || error.code == .noStorageVolume {
+            throw ProvisioningError(.notFound, "image \(image.name) is not on this libvirt host: no volume \(image.pool)/\(image.volume)",
+                                    hint: "pull or import it with this --connect, under another --name")
+        } catch {
+            throw ProvisioningError(while: "look up the volume of image \(image.name)", error)
+        }
     }
 
     /// Memory within the host's, vCPUs within what the hypervisor allows for the domain type.
@@ -323,15 +366,30 @@ public struct Creation: Sendable {
             return opened
         }
 
+        var imagePath = checked.image?.path
         if plan.hasRootDisk {
-            let made = try await step(.rootDisk) { () async throws(ProvisioningError) in
-                try await makeVolume("\(plan.name)-root.qcow2", role: "root", in: try await openStorage(), journal: journal) { (storage: VMStorage, name: String) async throws(LibvirtError) -> StorageVolume in
-                    try await storage.createQcow2(named: name, capacity: plan.diskSize?.bytes,
-                                                  backing: checked.image.map { ($0.path, $0.format) })
+            let made = try await step(.rootDisk) { () async throws(ProvisioningError) -> [VMMetadata.Volume] in
+                let storage = try await openStorage()
+                func overlay(on backing: (path: String, format: String)?) async throws(ProvisioningError) -> VMMetadata.Volume {
+                    try await makeVolume("\(plan.name)-root.qcow2", role: "root", in: storage, journal: journal) { (storage: VMStorage, name: String) async throws(LibvirtError) -> StorageVolume in
+                        try await storage.createQcow2(named: name, capacity: plan.diskSize?.bytes, backing: backing)
+                    }
+                }
+                guard let image = checked.image, let upload = checked.uploadedImage else {
+                    return [try await overlay(on: checked.image.map { ($0.path, $0.format) })]
+                }
+                // Another host: the image goes there as a shared base first (once), and the
+                // overlay is made while its lock keeps a destroy from deleting the base.
+                let base = SharedBase(sha256: try await digest(of: upload.file, .sha256), format: image.format)
+                return try await base.use(file: upload.file, sizes: [upload.size, image.size], in: storage, stateFile: state.store.path,
+                                          journal: { (reference: String) async throws(ProvisioningError) in try await journal.add(reference) },
+                                          progress: progress) { (path: String) async throws(ProvisioningError) -> [VMMetadata.Volume] in
+                    [try await overlay(on: (path, image.format)), VMMetadata.Volume(pool: storage.pool.name, name: base.name, path: path, role: "base")]
                 }
             }
-            volumes.append(made)
-            disks.append(.init(path: made.path, format: "qcow2", target: "vda"))
+            volumes += made
+            if let base = made.first(where: { $0.role == "base" }) { imagePath = base.path }
+            disks.append(.init(path: made[0].path, format: "qcow2", target: "vda"))
             try await reached(.rootDisk)
         }
         if !plan.dataDisks.isEmpty {
@@ -398,12 +456,32 @@ public struct Creation: Sendable {
             try await reached(.consoleLog)
         }
 
-        let metadata = VMMetadata(createdAt: Date(), expiresAt: plan.expiresAt, labels: plan.labels, image: checked.image?.path,
+        // Another host boots from its own copies of the kernel and initrd, the VM's volumes.
+        var kernel = plan.kernel
+        var initrd = plan.initrd
+        if !isLocalHost && (kernel != nil || initrd != nil) {
+            let made = try await step(.upload) { () async throws(ProvisioningError) -> [VMMetadata.Volume] in
+                var made: [VMMetadata.Volume] = []
+                for (role, file) in [("kernel", plan.kernel), ("initrd", plan.initrd)] {
+                    guard let file else { continue }
+                    made.append(try await makeVolume("\(plan.name)-\(role)", role: role, in: try await openStorage(), journal: journal) { (storage: VMStorage, name: String) async throws(LibvirtError) -> StorageVolume in
+                        try await storage.createRaw(named: name, from: URL(fileURLWithPath: file))
+                    })
+                }
+                return made
+            }
+            volumes += made
+            kernel = made.first { $0.role == "kernel" }?.path ?? kernel
+            initrd = made.first { $0.role == "initrd" }?.path ?? initrd
+            try await reached(.upload)
+        }
+
+        let metadata = VMMetadata(createdAt: Date(), expiresAt: plan.expiresAt, labels: plan.labels, image: imagePath,
                                   volumes: volumes, addresses: addresses, sshUser: checked.sshUser)
         let configuration = DomainConfiguration(
             type: checked.virtType.rawValue, hostCPU: checked.virtType == .kvm, name: plan.name,
             uuid: plan.uuid.uuidString.lowercased(), metadata: metadata.xml, memoryMiB: plan.memoryMiB, vcpus: plan.vcpus,
-            kernel: plan.kernel, initrd: plan.initrd, cmdline: plan.cmdline, disks: disks,
+            kernel: kernel, initrd: initrd, cmdline: plan.cmdline, disks: disks,
             seed: seedPath.map { .init(path: $0) },
             interfaces: checked.nics.map { .init(network: $0.spec.network, mac: $0.mac.description, model: $0.spec.model) },
             consoleLog: consoleLog?.path, consoleLogAppend: consoleLog?.append ?? false)

@@ -255,8 +255,14 @@ public func isLocal(_ uri: String) -> Bool {
 
 /// Refuses to change a firewall other than the one libvirtd's bridge `bridge` lives behind.
 func requireBridgeHere(_ bridge: String, network: String, uri: String) throws(ProvisioningError) {
+    // vmctl writes a host's firewall with that host's own iptables or nft, never over a
+    // connection: on another host, the same command runs there (the packaged binary).
     guard isLocal(uri) else {
-        throw ProvisioningError(.unsupported, "this changes the firewall of the host vmctl runs on, but \(uri) is another host", hint: "run vmctl there")
+        let there = URLComponents(string: uri).flatMap { url in
+            url.host.map { host in "ssh \(url.port.map { "-p \($0) " } ?? "")\(url.user.map { "\($0)@" } ?? "")\(host) vmctl ..." }
+        } ?? "vmctl on that host"
+        throw ProvisioningError(.unsupported, "the firewall rules of network \(network) are written on its host, and \(uri) is another host",
+                                hint: "run the same command there (\(there)), with vmctl installed from its package")
     }
     guard Firewall.interfaceExists(bridge) else {
         throw ProvisioningError(.unsupported, "bridge \(bridge) of network \(network) is not in this network namespace",

@@ -40,24 +40,24 @@ func rollBack(_ pending: PendingCreate, state: State, connection: Connection, ho
     } catch where error.code == .noDomain {
         // Never defined, or already gone.
     } catch {
-        problems.append("remove the domain: \(error.message)")
+        problems.append("the domain (\(error.message))")
     }
     let reservations = Reservations(state: state, connection: connection, host: host)
     do {
         for allocation in try await state.run({ store throws(StoreError) in try store.allocations(ownedBy: pending.uuid) }) {
-            do { try await reservations.release(allocation) } catch { problems.append(error.message) }
+            do { try await reservations.release(allocation) } catch { problems.append("address \(allocation.address) (\(error.message))") }
         }
     } catch {
-        problems.append(error.message)
+        problems.append("its addresses (\(error.message))")
     }
     do {
-        _ = try await deleteVolumes(pending.volumes, on: connection)
+        _ = try await deleteVolumes(pending.volumes, on: connection, stateFile: state.store.path)
     } catch {
-        problems.append(error.message)
+        problems.append("some of its volumes \(pending.volumes.joined(separator: ", ")) (\(error.message))")
     }
     guard problems.isEmpty else {
-        throw ProvisioningError(.incomplete, "could not undo all of the create of \(pending.name): \(problems.joined(separator: "; "))",
-                                hint: "run vmctl doctor --fix to finish")
+        throw ProvisioningError(.incomplete, "could not undo all of the create of \(pending.name), left: \(problems.joined(separator: "; "))",
+                                hint: "once libvirt answers, rerun the same create (it finishes this undo first) or run vmctl doctor --fix")
     }
     try await state.run { store throws(StoreError) in try store.end(pending.name) }
 }

@@ -67,23 +67,31 @@ public struct VMStorage: Sendable {
 
 /// Deletes `POOL/NAME` volumes, unless something still uses one as a backing file: another
 /// volume of its pool, or a VM whose image (`imagesInUse`, from vmctl's metadata) it is. Those
-/// are kept and named in the result. Missing pools and volumes count as deleted.
-func deleteVolumes(_ references: [String], on connection: Connection, imagesInUse: [String: String] = [:]) async throws(ProvisioningError) -> [String] {
+/// are kept and named in the result. Missing pools and volumes count as deleted. Shared bases
+/// (uploaded to a remote host, `SharedBase`) go last, after the overlays in the list, under
+/// their lock, and only when no overlay stands on them; keeping one is no news (other VMs share
+/// it), so it is not in the result.
+func deleteVolumes(_ references: [String], on connection: Connection, imagesInUse: [String: String] = [:],
+                   stateFile: String) async throws(ProvisioningError) -> [String] {
     var kept: [String] = []
     var backingFiles: [String: [String: String]] = [:]  // per pool: backing path -> the overlay on it
-    for reference in references {
+    let parsed = references.compactMap { reference -> (pool: String, name: String)? in
         let parts = reference.split(separator: "/", maxSplits: 1).map(String.init)
-        guard parts.count == 2 else { continue }
+        return parts.count == 2 ? (parts[0], parts[1]) : nil
+    }
+    let bases = parsed.filter { SharedBase.isBase($0.name) }
+    let others = parsed.filter { !SharedBase.isBase($0.name) && !$0.name.hasSuffix(".uploaded") }
+    for (poolName, name) in others {
         do {
-            let pool = try await connection.storagePool(named: parts[0])
-            let volume = try await pool.volume(named: parts[1])
+            let pool = try await connection.storagePool(named: poolName)
+            let volume = try await pool.volume(named: name)
             let path = try await volume.path()
             if let user = imagesInUse[path] {
                 kept.append("\(path) (the image of VM \(user))")
                 continue
             }
-            if backingFiles[parts[0]] == nil { backingFiles[parts[0]] = try await overlays(in: pool) }
-            if let user = backingFiles[parts[0]]?[path] {
+            if backingFiles[poolName] == nil { backingFiles[poolName] = try await overlays(in: pool) }
+            if let user = backingFiles[poolName]?[path] {
                 kept.append("\(path) (the backing file of \(user))")
                 continue
             }
@@ -91,7 +99,21 @@ func deleteVolumes(_ references: [String], on connection: Connection, imagesInUs
         } catch where error.code == .noStoragePool || error.code == .noStorageVolume {
             continue
         } catch {
-            throw ProvisioningError(while: "delete volume \(reference)", error)
+            throw ProvisioningError(while: "delete volume \(poolName)/\(name)", error)
+        }
+    }
+    for (poolName, name) in bases {
+        let found: (StoragePool, StorageVolume)
+        do {
+            let pool = try await connection.storagePool(named: poolName)
+            found = (pool, try await pool.volume(named: name))
+        } catch where error.code == .noStoragePool || error.code == .noStorageVolume {
+            continue
+        } catch {
+            throw ProvisioningError(while: "look up the base image \(poolName)/\(name)", error)
+        }
+        _ = try await SharedBase.release(found.1, in: found.0, stateFile: stateFile) { (pool: StoragePool) async throws(LibvirtError) in
+            try await overlays(in: pool)
         }
     }
     return kept

@@ -150,7 +150,7 @@ public struct CreateOptions: ParsableArguments {
         let plan = try plan(name: name)
         let templates = try optionOrEnvironment(self.templates, "VMCTL_TEMPLATES").map(Templates.at) ?? .builtIn
         return Creation(plan: plan, state: state, connection: session.connection, host: session.host, templates: templates, logger: session.logger,
-                        isLocalHost: isLocal(session.uri)) { step in
+                        isLocalHost: isLocal(session.uri), uri: session.uri) { step in
             if showProgress { Output.say(step) }
         }
     }

@@ -1,0 +1,188 @@
+import Foundation
+import Libvirt
+import LibvirtXML
+import Provisioning
+import Testing
+import TestSupport
+
+/// The second libvirt host of scripts/remote-host: a libvirtd of its own in its own network and
+/// mount namespaces, reached only over `qemu+ssh://` from the harness's namespace.
+struct RemoteHost {
+    /// `qemu+ssh://root@ADDRESS/system?socket=...&keyfile=...&no_verify=1`.
+    let uri: String
+    /// Its libvirtd's socket, for the test's own look at that host (never vmctl's way in).
+    let socketURI: String
+    let directory: URL
+    /// A directory its daemons cannot see: files here exist on the client only.
+    let client: URL
+    /// Put first on PATH: the ssh that keeps known_hosts out of ~/.ssh.
+    let path: String
+
+    static func require() throws -> RemoteHost {
+        let environment = ProcessInfo.processInfo.environment
+        func value(_ name: String) throws -> String {
+            guard let value = environment[name], !value.isEmpty else {
+                throw TestSupportError("\(name) is not set: the remote tests need scripts/remote-host; run them with scripts/test")
+            }
+            return value
+        }
+        return RemoteHost(uri: try value("VMCTL_REMOTE_URI"), socketURI: try value("VMCTL_REMOTE_SOCKET_URI"),
+                          directory: URL(fileURLWithPath: try value("VMCTL_REMOTE_DIR")),
+                          client: URL(fileURLWithPath: try value("VMCTL_REMOTE_CLIENT")), path: try value("VMCTL_REMOTE_PATH"))
+    }
+
+    /// Runs scripts/remote-host with `verb` (stop-libvirtd, start-libvirtd).
+    func control(_ verb: String) throws -> ProcessResult {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/remote-host").path
+        return try runProcess(script, [verb])
+    }
+
+    /// Whether libvirt's side of the remote host sees `path` (in its daemons' mount namespace).
+    func sees(_ path: String) throws -> Bool {
+        let pid = try String(contentsOf: directory.appendingPathComponent("virtlogd.pid"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return try runProcess("/usr/bin/nsenter", ["--target", pid, "--mount", "test", "-e", path]).status == 0
+    }
+}
+
+extension Integration {
+    @Suite("a remote host over qemu+ssh")
+    struct RemoteHostTests {
+        @Test("create --image PATH where PATH is on the client only: uploaded once and booted from, its reserved address; a lost connection; destroy leaves nothing there",
+              .timeLimit(.minutes(4)))
+        func remoteCreate() async throws {
+            let harness = try Harness.require()
+            let remote = try RemoteHost.require()
+            let id = uniqueSuffix()
+            let files = remote.client.appendingPathComponent(id)
+            try FileManager.default.createDirectory(at: files, withIntermediateDirectories: true)
+            let kernel = files.appendingPathComponent("vmlinuz").path
+            let initrd = files.appendingPathComponent("initrd.img").path
+            let image = files.appendingPathComponent("base.qcow2").path
+            try FileManager.default.copyItem(atPath: harness.kernel, toPath: kernel)
+            try FileManager.default.copyItem(atPath: harness.initrd, toPath: initrd)
+            #expect(try runProcess("/usr/bin/qemu-img", ["create", "-q", "-f", "qcow2", image, "64M"]).status == 0)
+            #expect(try !remote.sees(image) && !remote.sees(kernel), "the remote host sees the client's files")
+
+            let state = try harness.scratch("remote-\(id)").appendingPathComponent("state.db").path
+            let environment = ProcessInfo.processInfo.environment.merging([
+                "VMCTL_STATE": state, "PATH": remote.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+            ]) { $1 }
+            let command = ["netns", "exec", harness.netns, try vmctlExecutable(), "--connect", remote.uri]
+            func vmctl(_ arguments: String...) throws -> ProcessResult {
+                try runProcess("/usr/sbin/ip", command + arguments, environment: environment)
+            }
+            let network = "rnet-\(id)"
+            let pool = "rpool-\(id)"
+            let octet = Int.random(in: 2...250)
+            #expect(try vmctl("network", "create", network, "--mode", "nat", "--ipv4", "10.233.\(octet).1/24",
+                              "--dhcp4", "10.233.\(octet).100-10.233.\(octet).200", "-q").status == 0)
+            #expect(try vmctl("pool", "create", pool, "--network", network, "--range", "10.233.\(octet).10-10.233.\(octet).20", "-q").status == 0)
+            let here = try await Connection.open(remote.socketURI)
+            defer {
+                for name in ["a", "b", "c"] { _ = try? vmctl("destroy", "\(name)-\(id)", "--force", "--ignore-missing") }
+                _ = try? vmctl("pool", "destroy", pool, "--force")
+                _ = try? vmctl("network", "destroy", network, "--force")
+            }
+            func create(_ name: String) throws -> ProcessResult {
+                try vmctl("create", "\(name)-\(id)", "--image", image, "--kernel", kernel, "--initrd", initrd, "--cmdline", "console=ttyS0",
+                          "--no-cloud-init", "--memory", "160", "--network", "\(network),pool=\(pool)", "--wait", "ip", "--format", "json")
+            }
+            struct Shown: Decodable {
+                struct Interface: Decodable { var mac: String?; var addresses: [String] }
+                var interfaces: [Interface]
+            }
+
+            // The first create uploads the base, the kernel and the initrd; the guest boots from them.
+            let first = try create("a")
+            #expect(first.status == 0, "\(first.standardError)")
+            let shown = try JSONDecoder().decode(Shown.self, from: Data(first.standardOutput.utf8))
+            let address = try #require(shown.interfaces.first?.addresses.first)
+            let mac = try #require(shown.interfaces.first?.mac)
+            #expect(address.hasPrefix("10.233.\(octet).") && (10...20).contains(Int(address.split(separator: ".")[3]) ?? 0), "\(address)")
+            let pool0 = URL(fileURLWithPath: remote.directory.path + "/lib/vmctl")
+            func bases() throws -> [String] {
+                try FileManager.default.contentsOfDirectory(atPath: pool0.path).filter { $0.hasPrefix("base-") && $0.hasSuffix(".qcow2") }
+            }
+            #expect(try bases().count == 1)
+            let base = pool0.appendingPathComponent(try #require(try bases().first)).path
+            let uploaded = try FileManager.default.attributesOfItem(atPath: base)
+            let console = try await eventually(timeout: .seconds(30)) { () -> String? in
+                let log = try vmctl("console", "a-\(id)", "--log").standardOutput
+                return log.contains("lease eth0 mac=\(mac) ip=\(address)/24") ? log : nil
+            }
+            #expect(console?.contains("vmctl-guest: disk vda sectors=131072") == true, "\(console ?? "no lease in the console log")")
+            let xml = try await here.domain(named: "a-\(id)").xml()
+            #expect(!xml.contains(files.path) && xml.contains("/var/lib/libvirt/vmctl/a-\(id)-kernel"), "\(xml)")
+
+            // The second reuses the base: the same file, not written again.
+            let second = try create("b")
+            #expect(second.status == 0, "\(second.standardError)")
+            #expect(try bases().count == 1)
+            let reused = try FileManager.default.attributesOfItem(atPath: base)
+            #expect(reused[.systemFileNumber] as? Int == uploaded[.systemFileNumber] as? Int)
+            #expect(reused[.modificationDate] as? Date == uploaded[.modificationDate] as? Date)
+
+            // The connection lost during a create (libvirtd stopped): the error says what is left
+            // and how to finish; once libvirtd is back, the same create undoes that and succeeds.
+            let errors = URL(fileURLWithPath: state + ".c.stderr")
+            _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+            let stopped = Process()
+            stopped.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            stopped.arguments = command + ["create", "c-\(id)", "--image", image, "--kernel", kernel, "--initrd", initrd, "--no-cloud-init",
+                                           "--memory", "160", "--network", "\(network),pool=\(pool)"]
+            stopped.environment = environment.merging(["VMCTL_TEST_STOP_AFTER": "upload"]) { $1 }
+            stopped.standardOutput = FileHandle.nullDevice
+            stopped.standardError = try FileHandle(forWritingTo: errors)
+            try stopped.run()
+            let paused = try await eventually(timeout: .seconds(60)) { () -> Bool? in
+                (try String(contentsOf: errors, encoding: .utf8)).contains("stopped after upload") ? true : (stopped.isRunning ? nil : false)
+            }
+            #expect(paused == true, "\((try? String(contentsOf: errors, encoding: .utf8)) ?? "")")
+            #expect(try remote.control("stop-libvirtd").status == 0)
+            kill(stopped.processIdentifier, SIGINT)
+            stopped.waitUntilExit()
+            let lost = try String(contentsOf: errors, encoding: .utf8)
+            #expect(stopped.terminationStatus == 1)
+            #expect(lost.contains("cannot create VM c-\(id): interrupted by SIGINT; could not undo all of the create of c-\(id), left: the domain")
+                    && lost.contains("address ") && lost.contains("rerun the same create"), "\(lost)")
+            #expect(try remote.control("start-libvirtd").status == 0)
+            let rerun = try vmctl("create", "c-\(id)", "--image", image, "--kernel", kernel, "--initrd", initrd, "--no-cloud-init",
+                                  "--memory", "160", "--network", "\(network),pool=\(pool)", "-q")
+            #expect(rerun.status == 0, "\(rerun.standardError)")
+            #expect(try vmctl("doctor").standardOutput == "no problems found\n")
+
+            // Destroy: nothing of the three VMs is left on the remote host, the base included.
+            let destroyed = try vmctl("destroy", "a-\(id)", "b-\(id)", "c-\(id)", "--force")
+            #expect(destroyed.status == 0, "\(destroyed.standardError)")
+            let after = try await Connection.open(remote.socketURI)
+            #expect(try await after.domains().filter { $0.name.hasSuffix(id) }.isEmpty)
+            #expect(try await after.storagePool(named: "vmctl").volumes().map(\.name).isEmpty)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: pool0.path).isEmpty)
+            #expect(try await harness.hostEntries(try await after.network(named: network), inactive: false).isEmpty)
+            #expect(try vmctl("pool", "show", pool, "--format", "json").standardOutput.contains("\"used\" : 0"))
+        }
+
+        @Test("the host firewall of a remote host is refused with the command to run there")
+        func remoteFirewallRefused() throws {
+            let harness = try Harness.require()
+            let remote = try RemoteHost.require()
+            let id = uniqueSuffix()
+            let state = try harness.scratch("remote-fw-\(id)").appendingPathComponent("state.db").path
+            let environment = ProcessInfo.processInfo.environment.merging([
+                "VMCTL_STATE": state, "PATH": remote.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+            ]) { $1 }
+            func vmctl(_ arguments: String...) throws -> ProcessResult {
+                try runProcess("/usr/sbin/ip", ["netns", "exec", harness.netns, try vmctlExecutable(), "--connect", remote.uri] + arguments,
+                               environment: environment)
+            }
+            let network = "ropen-\(id)"
+            let octet = Int.random(in: 2...250)
+            #expect(try vmctl("network", "create", network, "--mode", "open", "--ipv4", "10.234.\(octet).1/24", "-q").status == 0)
+            defer { _ = try? vmctl("network", "destroy", network, "--force") }
+            let refused = try vmctl("network", "firewall", network, "--apply")
+            #expect(refused.status == 1)
+            #expect(refused.standardError == "Error: the firewall rules of network \(network) are written on its host, and \(remote.uri) is another host; run the same command there (ssh root@198.51.100.226 vmctl ...), with vmctl installed from its package\n")
+        }
+    }
+}
