@@ -11,6 +11,8 @@ import Provisioning
 ///   vmctl-bench lifecycle        create, destroy, list and parallel runs of vmctl, a virt-install
 ///                                script and the libvirt floor, as processes, side by side
 ///   vmctl-bench ssh              the Debian guest created until SSH answers, the same three ways
+///   vmctl-bench remote           create to running here and on scripts/remote-host over qemu+ssh
+///   vmctl-bench startup          the static binary's start-up against a dynamic build and virsh
 @main
 enum Benchmark {
     static func main() async {
@@ -18,6 +20,8 @@ enum Benchmark {
             switch CommandLine.arguments.dropFirst().first {
             case "lifecycle": try await Lifecycle.run()
             case "ssh": try await UntilSSH.run()
+            case "remote": try await RemoteCreate.run()
+            case "startup": try Startup.run()
             default:
                 try await Reservations.run()
             }

@@ -84,9 +84,10 @@ extension Integration {
                 _ = try? vmctl("pool", "destroy", pool, "--force")
                 _ = try? vmctl("network", "destroy", network, "--force")
             }
-            func create(_ name: String) throws -> ProcessResult {
-                try vmctl("create", "\(name)-\(id)", "--image", image, "--kernel", kernel, "--initrd", initrd, "--cmdline", "console=ttyS0",
-                          "--no-cloud-init", "--memory", "160", "--network", "\(network),pool=\(pool)", "--wait", "ip", "--format", "json")
+            func create(_ name: String, _ extra: String...) throws -> ProcessResult {
+                try runProcess("/usr/sbin/ip", command + ["create", "\(name)-\(id)", "--image", image, "--kernel", kernel, "--initrd", initrd,
+                                                          "--cmdline", "console=ttyS0", "--no-cloud-init", "--memory", "160",
+                                                          "--network", "\(network),pool=\(pool)"] + extra, environment: environment)
             }
             struct Shown: Decodable {
                 struct Interface: Decodable { var mac: String?; var addresses: [String] }
@@ -94,7 +95,7 @@ extension Integration {
             }
 
             // The first create uploads the base, the kernel and the initrd; the guest boots from them.
-            let first = try create("a")
+            let first = try create("a", "--wait", "ip", "--format", "json")
             #expect(first.status == 0, "\(first.standardError)")
             let shown = try JSONDecoder().decode(Shown.self, from: Data(first.standardOutput.utf8))
             let address = try #require(shown.interfaces.first?.addresses.first)
@@ -116,7 +117,7 @@ extension Integration {
             #expect(!xml.contains(files.path) && xml.contains("/var/lib/libvirt/vmctl/a-\(id)-kernel"), "\(xml)")
 
             // The second reuses the base: the same file, not written again.
-            let second = try create("b")
+            let second = try create("b", "-q")
             #expect(second.status == 0, "\(second.standardError)")
             #expect(try bases().count == 1)
             let reused = try FileManager.default.attributesOfItem(atPath: base)
@@ -163,8 +164,8 @@ extension Integration {
             #expect(try vmctl("pool", "show", pool, "--format", "json").standardOutput.contains("\"used\" : 0"))
         }
 
-        @Test("the host firewall of a remote host is refused with the command to run there")
-        func remoteFirewallRefused() throws {
+        @Test("refused before anything is made: the host firewall of a remote host (with the command to run there), an image pulled to another host")
+        func refusals() throws {
             let harness = try Harness.require()
             let remote = try RemoteHost.require()
             let id = uniqueSuffix()
@@ -183,6 +184,18 @@ extension Integration {
             let refused = try vmctl("network", "firewall", network, "--apply")
             #expect(refused.status == 1)
             #expect(refused.standardError == "Error: the firewall rules of network \(network) are written on its host, and \(remote.uri) is another host; run the same command there (ssh root@198.51.100.226 vmctl ...), with vmctl installed from its package\n")
+
+            // An image imported to the harness's libvirtd is a volume there, not on the remote host.
+            let file = URL(fileURLWithPath: state).deletingLastPathComponent().appendingPathComponent("small.qcow2").path
+            #expect(try runProcess("/usr/bin/qemu-img", ["create", "-q", "-f", "qcow2", file, "16M"]).status == 0)
+            let image = "rimg-\(id)"
+            let imported = try runProcess(try vmctlExecutable(), ["image", "import", file, "--name", image, "--connect", harness.uri], environment: environment)
+            #expect(imported.status == 0, "\(imported.standardError)")
+            defer { _ = try? runProcess(try vmctlExecutable(), ["image", "rm", image, "--connect", harness.uri], environment: environment) }
+            let elsewhere = try vmctl("create", "rvm-\(id)", "--image", image, "--no-cloud-init", "--kernel", harness.kernel)
+            #expect(elsewhere.status == 1)
+            #expect(elsewhere.standardError.hasPrefix("Error: image \(image) is not on this libvirt host: no volume vmctl/\(image).image.qcow2;"),
+                    "\(elsewhere.standardError)")
         }
     }
 }
