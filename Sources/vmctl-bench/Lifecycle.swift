@@ -243,12 +243,12 @@ enum Lifecycle {
 
     static func report(_ title: String, _ tools: [String], _ samples: [String: [Measurement]], floor: String) {
         print("\n\(title)")
-        print("  " + "tool".padding(toLength: 28, withPad: " ", startingAt: 0) + "median ms     min ms     max ms   ratio to \(floor)   peak RSS")
+        print("  " + "tool".padding(toLength: 40, withPad: " ", startingAt: 0) + "median ms     min ms     max ms   ratio to \(floor)   peak RSS")
         let reference = median(samples[floor] ?? [])
         for tool in tools {
             let values = samples[tool] ?? []
             let rss = tool.hasPrefix("virt-install") ? "   (bash)" : String(format: "%6.1f MiB", Double(values.map(\.maxRSSKiB).max() ?? 0) / 1024)
-            print("  " + tool.padding(toLength: 28, withPad: " ", startingAt: 0)
+            print("  " + tool.padding(toLength: 40, withPad: " ", startingAt: 0)
                   + String(format: "%9.1f  %9.1f  %9.1f  %12.2fx      ", median(values), values.map(\.milliseconds).min() ?? .nan,
                            values.map(\.milliseconds).max() ?? .nan, median(values) / reference) + rss)
         }
