@@ -157,13 +157,7 @@ public struct Images: Sendable {
 
     // MARK: Steps
 
-    private func makeDownloads() throws(ProvisioningError) {
-        do {
-            try FileManager.default.createDirectory(atPath: downloads, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw ProvisioningError(.file, "cannot make \(downloads): \(error.localizedDescription)", hint: "check the state directory's permissions")
-        }
-    }
+    private func makeDownloads() throws(ProvisioningError) { try makePrivateDirectory(downloads) }
 
     private func listedChecksum(of url: URL, in list: URL) async throws(ProvisioningError) -> Checksum {
         let text = try await Download.text(of: list)
@@ -210,6 +204,15 @@ public struct Images: Sendable {
 
     private func view(of record: ImageRecord) async throws(ProvisioningError) -> ImageView {
         ImageView(record, usedBy: try await usersByPath()[record.path] ?? [])
+    }
+}
+
+/// A directory of vmctl's beside the state file (downloads, locks), `0700`, made if missing.
+func makePrivateDirectory(_ path: String) throws(ProvisioningError) {
+    do {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    } catch {
+        throw ProvisioningError(.file, "cannot make \(path): \(error.localizedDescription)", hint: "check the state directory's permissions")
     }
 }
 

@@ -30,11 +30,7 @@ struct SharedBase: Sendable {
     /// The lock file of `base`, in the directory of the state file `stateFile`.
     static func lock(_ base: String, stateFile: String) throws(ProvisioningError) -> String {
         let directory = SSHFiles(stateFile: stateFile).directory + "/uploads"
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw ProvisioningError(.file, "cannot make \(directory): \(error.localizedDescription)", hint: "check the state directory's permissions")
-        }
+        try makePrivateDirectory(directory)
         return directory + "/\(base).lock"
     }
 
@@ -72,12 +68,11 @@ struct SharedBase: Sendable {
 
     /// Deletes the base and its marker unless an overlay in its pool stands on it; true when
     /// they are gone. Under the lock.
-    static func release(_ base: StorageVolume, in pool: StoragePool, stateFile: String,
-                        overlays: (StoragePool) async throws(LibvirtError) -> [String: String]) async throws(ProvisioningError) -> Bool {
+    static func release(_ base: StorageVolume, in pool: StoragePool, stateFile: String) async throws(ProvisioningError) -> Bool {
         try await withFileLock(try lock(base.name, stateFile: stateFile)) { () async throws(ProvisioningError) -> Bool in
             try await libvirtCall("delete the base image \(base.name)") { () async throws(LibvirtError) -> Bool in
                 let path = try await base.path()
-                if try await overlays(pool)[path] != nil { return false }
+                if try await overlays(in: pool)[path] != nil { return false }
                 try await base.delete()
                 do throws(LibvirtError) {
                     try await pool.volume(named: marker(of: base.name)).delete()

@@ -112,16 +112,14 @@ func deleteVolumes(_ references: [String], on connection: Connection, imagesInUs
         } catch {
             throw ProvisioningError(while: "look up the base image \(poolName)/\(name)", error)
         }
-        _ = try await SharedBase.release(found.1, in: found.0, stateFile: stateFile) { (pool: StoragePool) async throws(LibvirtError) in
-            try await overlays(in: pool)
-        }
+        _ = try await SharedBase.release(found.1, in: found.0, stateFile: stateFile)
     }
     return kept
 }
 
 /// The pool's overlays by the path of their backing file: libvirt keeps no count of overlays,
 /// so vmctl looks before it deletes.
-private func overlays(in pool: StoragePool) async throws(LibvirtError) -> [String: String] {
+func overlays(in pool: StoragePool) async throws(LibvirtError) -> [String: String] {
     var overlays: [String: String] = [:]
     for volume in try await pool.volumes() {
         do {

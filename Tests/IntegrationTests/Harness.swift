@@ -23,14 +23,7 @@ struct Harness {
     let initrd: String
 
     static func require() throws -> Harness {
-        let environment = ProcessInfo.processInfo.environment
-        func value(_ name: String) throws -> String {
-            guard let value = environment[name], !value.isEmpty else {
-                throw TestSupportError(
-                    "\(name) is not set: the integration tests need the private libvirtd; run them with scripts/test")
-            }
-            return value
-        }
+        func value(_ name: String) throws -> String { try requiredVariable(name, "the integration tests need the private libvirtd") }
         let guest = try value("VMCTL_TEST_GUEST")
         return Harness(
             uri: try value("VMCTL_CONNECT"),
@@ -42,10 +35,7 @@ struct Harness {
 
     /// The Debian test guest (scripts/build-debian-guest): `debian.qcow2`, `vmlinuz`, `initrd.img`.
     static func debianGuest() throws -> URL {
-        guard let directory = ProcessInfo.processInfo.environment["VMCTL_TEST_DEBIAN"], !directory.isEmpty else {
-            throw TestSupportError("VMCTL_TEST_DEBIAN is not set: the Debian guest tests need scripts/build-debian-guest; run them with scripts/test")
-        }
-        return URL(fileURLWithPath: directory)
+        URL(fileURLWithPath: try requiredVariable("VMCTL_TEST_DEBIAN", "the Debian guest tests need scripts/build-debian-guest"))
     }
 
     func connect() async throws -> Connection {
@@ -272,6 +262,14 @@ struct Harness {
     func ip(_ arguments: String...) throws -> ProcessResult {
         try runProcess("/usr/sbin/ip", ["-n", netns] + arguments)
     }
+}
+
+/// A variable scripts/test sets, or a failure saying what needs it (`why`) and how to run the tests.
+func requiredVariable(_ name: String, _ why: String) throws -> String {
+    guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+        throw TestSupportError("\(name) is not set: \(why); run them with scripts/test")
+    }
+    return value
 }
 
 /// A short random suffix, so that reruns and leftovers never collide.

@@ -19,13 +19,7 @@ struct RemoteHost {
     let path: String
 
     static func require() throws -> RemoteHost {
-        let environment = ProcessInfo.processInfo.environment
-        func value(_ name: String) throws -> String {
-            guard let value = environment[name], !value.isEmpty else {
-                throw TestSupportError("\(name) is not set: the remote tests need scripts/remote-host; run them with scripts/test")
-            }
-            return value
-        }
+        func value(_ name: String) throws -> String { try requiredVariable(name, "the remote tests need scripts/remote-host") }
         return RemoteHost(uri: try value("VMCTL_REMOTE_URI"), socketURI: try value("VMCTL_REMOTE_SOCKET_URI"),
                           directory: URL(fileURLWithPath: try value("VMCTL_REMOTE_DIR")),
                           client: URL(fileURLWithPath: try value("VMCTL_REMOTE_CLIENT")), path: try value("VMCTL_REMOTE_PATH"))
@@ -36,6 +30,23 @@ struct RemoteHost {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("scripts/remote-host").path
         return try runProcess(script, [verb])
+    }
+
+    /// The environment vmctl runs in against this host: its state file `state`, the ssh wrapper first on PATH.
+    func environment(state: String) -> [String: String] {
+        ProcessInfo.processInfo.environment.merging([
+            "VMCTL_STATE": state, "PATH": path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+        ]) { $1 }
+    }
+
+    /// `ip netns exec NETNS vmctl --connect URI`: vmctl as a client in `netns` runs it, before its arguments.
+    func command(from netns: String) throws -> [String] {
+        ["netns", "exec", netns, try vmctlExecutable(), "--connect", uri]
+    }
+
+    /// Runs vmctl against this host from `netns` with the state file `state`.
+    func vmctl(from netns: String, state: String, _ arguments: [String]) throws -> ProcessResult {
+        try runProcess("/usr/sbin/ip", try command(from: netns) + arguments, environment: environment(state: state))
     }
 
     /// Whether libvirt's side of the remote host sees `path` (in its daemons' mount namespace).
@@ -65,13 +76,8 @@ extension Integration {
             #expect(try !remote.sees(image) && !remote.sees(kernel), "the remote host sees the client's files")
 
             let state = try harness.scratch("remote-\(id)").appendingPathComponent("state.db").path
-            let environment = ProcessInfo.processInfo.environment.merging([
-                "VMCTL_STATE": state, "PATH": remote.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
-            ]) { $1 }
-            let command = ["netns", "exec", harness.netns, try vmctlExecutable(), "--connect", remote.uri]
-            func vmctl(_ arguments: String...) throws -> ProcessResult {
-                try runProcess("/usr/sbin/ip", command + arguments, environment: environment)
-            }
+            let command = try remote.command(from: harness.netns)
+            func vmctl(_ arguments: String...) throws -> ProcessResult { try remote.vmctl(from: harness.netns, state: state, arguments) }
             let network = "rnet-\(id)"
             let pool = "rpool-\(id)"
             let octet = Int.random(in: 2...250)
@@ -85,9 +91,9 @@ extension Integration {
                 _ = try? vmctl("network", "destroy", network, "--force")
             }
             func create(_ name: String, _ extra: String...) throws -> ProcessResult {
-                try runProcess("/usr/sbin/ip", command + ["create", "\(name)-\(id)", "--image", image, "--kernel", kernel, "--initrd", initrd,
-                                                          "--cmdline", "console=ttyS0", "--no-cloud-init", "--memory", "160",
-                                                          "--network", "\(network),pool=\(pool)"] + extra, environment: environment)
+                try remote.vmctl(from: harness.netns, state: state, ["create", "\(name)-\(id)", "--image", image, "--kernel", kernel, "--initrd", initrd,
+                                                                     "--cmdline", "console=ttyS0", "--no-cloud-init", "--memory", "160",
+                                                                     "--network", "\(network),pool=\(pool)"] + extra)
             }
             struct Shown: Decodable {
                 struct Interface: Decodable { var mac: String?; var addresses: [String] }
@@ -132,7 +138,7 @@ extension Integration {
             stopped.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
             stopped.arguments = command + ["create", "c-\(id)", "--image", image, "--kernel", kernel, "--initrd", initrd, "--no-cloud-init",
                                            "--memory", "160", "--network", "\(network),pool=\(pool)"]
-            stopped.environment = environment.merging(["VMCTL_TEST_STOP_AFTER": "upload"]) { $1 }
+            stopped.environment = remote.environment(state: state).merging(["VMCTL_TEST_STOP_AFTER": "upload"]) { $1 }
             stopped.standardOutput = FileHandle.nullDevice
             stopped.standardError = try FileHandle(forWritingTo: errors)
             try stopped.run()
@@ -170,13 +176,8 @@ extension Integration {
             let remote = try RemoteHost.require()
             let id = uniqueSuffix()
             let state = try harness.scratch("remote-fw-\(id)").appendingPathComponent("state.db").path
-            let environment = ProcessInfo.processInfo.environment.merging([
-                "VMCTL_STATE": state, "PATH": remote.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
-            ]) { $1 }
-            func vmctl(_ arguments: String...) throws -> ProcessResult {
-                try runProcess("/usr/sbin/ip", ["netns", "exec", harness.netns, try vmctlExecutable(), "--connect", remote.uri] + arguments,
-                               environment: environment)
-            }
+            let environment = remote.environment(state: state)
+            func vmctl(_ arguments: String...) throws -> ProcessResult { try remote.vmctl(from: harness.netns, state: state, arguments) }
             let network = "ropen-\(id)"
             let octet = Int.random(in: 2...250)
             #expect(try vmctl("network", "create", network, "--mode", "open", "--ipv4", "10.234.\(octet).1/24", "-q").status == 0)
