@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The C API of libvirt, found through pkg-config. Only `Libvirt` may import it.
@@ -62,6 +63,16 @@ let package = Package(
             dependencies: ["Addressing", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSwift
         ),
+        // The same store on a PostgreSQL server (postgres-nio), shared by a fleet of vmctl clients.
+        .target(
+            name: "PostgresStore",
+            dependencies: [
+                "Addressing", "AllocationStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
         // The host firewall as typed rules (iptables and nft), applied through swift-subprocess;
         // forwarding sysctls and the host's interface addresses. No libvirt in it.
         .target(
@@ -78,7 +89,7 @@ let package = Package(
         .target(
             name: "Provisioning",
             dependencies: [
-                "Libvirt", "Addressing", "LibvirtXML", "AllocationStore", "HostFirewall",
+                "Libvirt", "Addressing", "LibvirtXML", "AllocationStore", "PostgresStore", "HostFirewall",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Yams", package: "Yams"),
@@ -136,7 +147,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AllocationStoreTests",
-            dependencies: ["AllocationStore", "Addressing", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["AllocationStore", "PostgresStore", "Addressing", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSwift
         ),
         .testTarget(

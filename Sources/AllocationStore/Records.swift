@@ -42,10 +42,12 @@ public struct Allocation: Codable, Sendable, Equatable, Hashable, FetchableRecor
     /// The NIC the address is for.
     public var mac: MACAddress
     public var createdAt: Date
+    /// The fleet host (`vmctl host add`) the owner was placed on; nil when it was not.
+    public var host: String?
 
     public init(
         pool: String, network: String, address: IPAddress, ownerUUID: UUID?, ownerName: String,
-        mac: MACAddress, createdAt: Date = Date()
+        mac: MACAddress, host: String? = nil, createdAt: Date = Date()
     ) {
         self.pool = pool
         self.network = network
@@ -54,6 +56,7 @@ public struct Allocation: Codable, Sendable, Equatable, Hashable, FetchableRecor
         self.ownerUUID = ownerUUID
         self.ownerName = ownerName
         self.mac = mac
+        self.host = host
         self.createdAt = createdAt
     }
 
@@ -106,12 +109,19 @@ public struct PendingCreate: Codable, Sendable, Equatable, FetchableRecord, Pers
     /// Volumes the create made or is about to make (`POOL/NAME`), deleted when it is undone.
     public var volumes: [String]
     public var startedAt: Date
+    /// The fleet host the VM is created on (`create --host`); nil when none was named.
+    public var host: String?
+    /// The VM's memory in bytes: what placement counts as promised on `host` while it is created.
+    public var memory: UInt64
 
-    public init(name: String, uuid: UUID, process: String, volumes: [String] = [], startedAt: Date = Date()) {
+    public init(name: String, uuid: UUID, process: String, volumes: [String] = [], host: String? = nil, memory: UInt64 = 0,
+                startedAt: Date = Date()) {
         self.name = name
         self.uuid = uuid
         self.process = process
         self.volumes = volumes
+        self.host = host
+        self.memory = memory
         self.startedAt = startedAt
     }
 }
@@ -152,4 +162,8 @@ public struct ImageRecord: Codable, Sendable, Equatable, FetchableRecord, Persis
         self.user = user
         self.addedAt = addedAt
     }
+}
+
+extension HostRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "host"
 }

@@ -8,11 +8,11 @@ import LibvirtXML
 /// a known_hosts file where each VM's host key is filed under the VM's UUID (so a re-used
 /// address never meets an old key) and removed when the VM is destroyed.
 public struct SSHFiles: Sendable {
-    /// The directory of the state file.
+    /// The client's own directory (the state file's, or vmctl's data directory: `StateStore.localDirectory`).
     public let directory: String
 
-    public init(stateFile: String) {
-        directory = (stateFile as NSString).deletingLastPathComponent.isEmpty ? "." : (stateFile as NSString).deletingLastPathComponent
+    public init(directory: String) {
+        self.directory = directory
     }
 
     /// vmctl's own private key (its public half beside it, `.pub`).

@@ -156,7 +156,7 @@ public struct Creation: Sendable {
         if let imageRecord { try await requireVolume(of: imageRecord) }
         if plan.cloudInit && plan.sshKeyFiles.isEmpty {
             // Every VM can be reached: the user's default key, else vmctl's own.
-            sshKeys = [try await SSHFiles(stateFile: state.store.path).defaultKey(home: ProcessInfo.processInfo.environment["HOME"]).publicKey]
+            sshKeys = [try await SSHFiles(directory: state.store.localDirectory).defaultKey(home: ProcessInfo.processInfo.environment["HOME"]).publicKey]
         }
         let pools = plan.nics.isEmpty ? [] : try await state.run { store throws(StoreError) in try store.pools() }
         let domainType = try await type.get()
@@ -381,7 +381,7 @@ public struct Creation: Sendable {
                 // Another host: the image goes there as a shared base first (once), and the
                 // overlay is made while its lock keeps a destroy from deleting the base.
                 let base = SharedBase(sha256: try await digest(of: upload.file, .sha256), format: image.format)
-                return try await base.use(file: upload.file, sizes: [upload.size, image.size], in: storage, stateFile: state.store.path,
+                return try await base.use(file: upload.file, sizes: [upload.size, image.size], in: storage, directory: state.store.localDirectory,
                                           journal: { (reference: String) async throws(ProvisioningError) in try await journal.add(reference) },
                                           progress: progress) { (path: String) async throws(ProvisioningError) -> [VMMetadata.Volume] in
                     [try await overlay(on: (path, image.format)), VMMetadata.Volume(pool: storage.pool.name, name: base.name, path: path, role: "base")]

@@ -139,9 +139,9 @@ public struct Destroyer: Sendable {
         }
         let portForwards = PortForwards(state: state, session: session)
         for (network, bridge) in bridges { try await portForwards.rebuild(network, bridge: bridge) }
-        await SSHFiles(stateFile: state.store.path).forgetHostKey(of: domain.uuid.uuidString)
+        await SSHFiles(directory: state.store.localDirectory).forgetHostKey(of: domain.uuid.uuidString)
         let kept = try await deleteVolumes(metadata.volumes.map { "\($0.pool)/\($0.name)" }, on: connection, imagesInUse: imagesInUse,
-                                           stateFile: state.store.path)
+                                           directory: state.store.localDirectory)
         do {
             if try await domain.isPersistent() {
                 try await domain.undefine([.nvram, .managedSave, .snapshotsMetadata])

@@ -20,7 +20,7 @@ public struct Images: Sendable {
     }
 
     /// Where partial downloads and their locks live: beside the state file.
-    var downloads: String { SSHFiles(stateFile: state.store.path).directory + "/images" }
+    var downloads: String { SSHFiles(directory: state.store.localDirectory).directory + "/images" }
 
     /// What `image pull` is asked for, settled before anything is fetched.
     public struct PullRequest: Sendable, Equatable {
@@ -142,7 +142,7 @@ public struct Images: Sendable {
         guard users.isEmpty else {
             throw ProvisioningError(.conflict, "image \(name) is in use by \(users.joined(separator: ", "))", hint: "destroy those VMs first")
         }
-        let kept = try await deleteVolumes(["\(image.pool)/\(image.volume)"], on: session.connection, stateFile: state.store.path)
+        let kept = try await deleteVolumes(["\(image.pool)/\(image.volume)"], on: session.connection, directory: state.store.localDirectory)
         if let user = kept.first {
             throw ProvisioningError(.conflict, "image \(name) is in use: \(user)", hint: "delete that volume first")
         }

@@ -44,7 +44,7 @@ public struct OneShot: Sendable {
         let work = Task { () async throws(ProvisioningError) -> Int32 in
             creation.progress("waiting up to \(timeout.components.seconds) s for \(name)'s SSH server")
             try await session.waitForSSH(name, timeout: timeout)
-            let files = SSHFiles(stateFile: creation.state.store.path)
+            let files = SSHFiles(directory: creation.state.store.localDirectory)
             let ssh = try await session.ssh(to: name, files: files, user: user, identities: identities, batch: true, command: command)
             return try await runToEnd(ssh.arguments, child: child)
         }

@@ -5,8 +5,15 @@ import Libvirt
 /// Which process a pending create belongs to, in a form that a reused PID cannot match:
 /// `BOOT_ID:PID:START_TIME` (start time in clock ticks since boot, from /proc/PID/stat).
 enum ProcessTag {
-    static var current: String { of(getpid()) ?? "unknown:\(getpid()):0" }
+    static var current: String { of(getpid()) ?? "\(machine):unknown:\(getpid()):0" }
 
+    /// This machine's identity: a shared store (PostgreSQL) holds the journals of many.
+    static let machine: String = {
+        let id = (try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return id.flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.hostName
+    }()
+
+    /// `MACHINE:BOOT:PID:START`: the start time tells a reused PID from the creating process.
     static func of(_ pid: pid_t) -> String? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
@@ -15,14 +22,24 @@ enum ProcessTag {
         guard fields.count > 19 else { return nil }
         let boot = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
-        return "\(boot):\(pid):\(fields[19])"
+        return "\(machine):\(boot):\(pid):\(fields[19])"
     }
 
-    /// Whether the process that wrote `tag` still runs.
+    /// Whether the process that wrote `tag` may still run: true for a process of another machine,
+    /// which this one cannot ask (its create is left to that machine's vmctl).
     static func isAlive(_ tag: String) -> Bool {
+        var parts = tag.split(separator: ":").map(String.init)
+        // A tag of vmctl 0.2 has no machine: it was written here.
+        if parts.count == 3 { parts.insert(machine, at: 0) }
+        guard parts.count == 4, let pid = pid_t(parts[2]) else { return false }
+        guard parts[0] == machine else { return true }
+        return of(pid) == parts.joined(separator: ":")
+    }
+
+    /// Whether `tag` was written on another machine.
+    static func isElsewhere(_ tag: String) -> Bool {
         let parts = tag.split(separator: ":")
-        guard parts.count == 3, let pid = pid_t(parts[1]) else { return false }
-        return of(pid) == tag
+        return parts.count == 4 && parts[0] != machine
     }
 }
 
@@ -51,7 +68,7 @@ func rollBack(_ pending: PendingCreate, state: State, connection: Connection, ho
         problems.append("its addresses (\(error.message))")
     }
     do {
-        _ = try await deleteVolumes(pending.volumes, on: connection, stateFile: state.store.path)
+        _ = try await deleteVolumes(pending.volumes, on: connection, directory: state.store.localDirectory)
     } catch {
         problems.append("some of its volumes \(pending.volumes.joined(separator: ", ")) (\(error.message))")
     }

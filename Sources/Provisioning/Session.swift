@@ -66,7 +66,7 @@ public struct Session: Sendable {
 extension State {
     /// The default state file: `/var/lib/vmctl/state.sqlite` for root, else under `$XDG_DATA_HOME`.
     public static func defaultPath(environment: [String: String], isRoot: Bool) -> String {
-        AllocationStore.defaultPath(environment: environment, isRoot: isRoot)
+        SQLiteStore.defaultPath(environment: environment, isRoot: isRoot)
     }
 }
 

@@ -27,9 +27,9 @@ struct SharedBase: Sendable {
 
     static func marker(of base: String) -> String { base + ".uploaded" }
 
-    /// The lock file of `base`, in the directory of the state file `stateFile`.
-    static func lock(_ base: String, stateFile: String) throws(ProvisioningError) -> String {
-        let directory = SSHFiles(stateFile: stateFile).directory + "/uploads"
+    /// The lock file of `base`, under the client's own directory (`StateStore.localDirectory`).
+    static func lock(_ base: String, directory clientDirectory: String) throws(ProvisioningError) -> String {
+        let directory = clientDirectory + "/uploads"
         try makePrivateDirectory(directory)
         return directory + "/\(base).lock"
     }
@@ -40,12 +40,12 @@ struct SharedBase: Sendable {
     /// `journal` is called with the base's reference before anything is made, so that an undo
     /// (or doctor, after a SIGKILL) deletes it when no overlay stands on it. Under the lock.
     func use<T>(
-        file: String, sizes: [UInt64], in storage: VMStorage, stateFile: String,
+        file: String, sizes: [UInt64], in storage: VMStorage, directory: String,
         journal: (String) async throws(ProvisioningError) -> Void,
         progress: @Sendable (String) -> Void,
         _ body: (String) async throws(ProvisioningError) -> T
     ) async throws(ProvisioningError) -> T {
-        try await withFileLock(try Self.lock(name, stateFile: stateFile)) { () async throws(ProvisioningError) -> T in
+        try await withFileLock(try Self.lock(name, directory: directory)) { () async throws(ProvisioningError) -> T in
             try await journal("\(storage.pool.name)/\(name)")
             let path = try await libvirtCall("upload the base image \(file) to pool \(storage.pool.name)") { () async throws(LibvirtError) -> String in
                 let existing = try? await storage.pool.volume(named: name)
@@ -68,8 +68,8 @@ struct SharedBase: Sendable {
 
     /// Deletes the base and its marker unless an overlay in its pool stands on it; true when
     /// they are gone. Under the lock.
-    static func release(_ base: StorageVolume, in pool: StoragePool, stateFile: String) async throws(ProvisioningError) -> Bool {
-        try await withFileLock(try lock(base.name, stateFile: stateFile)) { () async throws(ProvisioningError) -> Bool in
+    static func release(_ base: StorageVolume, in pool: StoragePool, directory: String) async throws(ProvisioningError) -> Bool {
+        try await withFileLock(try lock(base.name, directory: directory)) { () async throws(ProvisioningError) -> Bool in
             try await libvirtCall("delete the base image \(base.name)") { () async throws(LibvirtError) -> Bool in
                 let path = try await base.path()
                 if try await overlays(in: pool)[path] != nil { return false }

@@ -72,7 +72,7 @@ public struct VMStorage: Sendable {
 /// their lock, and only when no overlay stands on them; keeping one is no news (other VMs share
 /// it), so it is not in the result.
 func deleteVolumes(_ references: [String], on connection: Connection, imagesInUse: [String: String] = [:],
-                   stateFile: String) async throws(ProvisioningError) -> [String] {
+                   directory: String) async throws(ProvisioningError) -> [String] {
     var kept: [String] = []
     var backingFiles: [String: [String: String]] = [:]  // per pool: backing path -> the overlay on it
     let parsed = references.compactMap { reference -> (pool: String, name: String)? in
@@ -112,7 +112,7 @@ func deleteVolumes(_ references: [String], on connection: Connection, imagesInUs
         } catch {
             throw ProvisioningError(while: "look up the base image \(poolName)/\(name)", error)
         }
-        _ = try await SharedBase.release(found.1, in: found.0, stateFile: stateFile)
+        _ = try await SharedBase.release(found.1, in: found.0, directory: directory)
     }
     return kept
 }

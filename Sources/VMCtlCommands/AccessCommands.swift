@@ -30,7 +30,7 @@ public struct SSH: AsyncParsableCommand {
     public init() {}
 
     public func run() async throws {
-        let ssh = try await global.connect().ssh(to: name, files: SSHFiles(stateFile: state.path), user: login.user,
+        let ssh = try await global.connect().ssh(to: name, files: SSHFiles(directory: State.localDirectory(for: state.path)), user: login.user,
                                                  identities: login.identities, batch: false, command: command)
         try replaceProcess(with: "/usr/bin/ssh", arguments: ssh.arguments)
     }
@@ -56,7 +56,7 @@ public struct Exec: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        let ssh = try await global.connect().ssh(to: name, files: SSHFiles(stateFile: state.path), user: login.user,
+        let ssh = try await global.connect().ssh(to: name, files: SSHFiles(directory: State.localDirectory(for: state.path)), user: login.user,
                                                  identities: login.identities, batch: true, command: command)
         try replaceProcess(with: "/usr/bin/ssh", arguments: ssh.arguments)
     }

@@ -46,7 +46,7 @@ enum Reservations {
         let connection = try await Connection.open(uri)
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let store = try AllocationStore(path: scratch.appendingPathComponent("state.sqlite").path)
+        let store = try SQLiteStore(path: scratch.appendingPathComponent("state.sqlite").path)
         let reservations = Provisioning.Reservations(state: State(store: store), connection: connection, host: LocalHost(uri: uri))
 
         print("reservation of one IPv4 address (store + live and persistent DHCP host entry), \(runs) runs after a warm-up")

@@ -1,14 +1,61 @@
 import Addressing
-import AllocationStore
+@testable import AllocationStore
 import Foundation
 import GRDB
+@testable import PostgresStore
 import Testing
+import TestSupport
 
-/// A store in a fresh temporary file.
-func makeStore() throws -> AllocationStore {
-    let path = FileManager.default.temporaryDirectory
-        .appendingPathComponent("vmctl-store-\(UUID().uuidString)/state.sqlite").path
-    return try AllocationStore(path: path)
+/// The two implementations of the store; every test of this target runs against both.
+enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+
+    /// Where a fresh, empty store lives: a new file, or a new database on the test server
+    /// (scripts/postgres, `VMCTL_TEST_POSTGRES`).
+    func freshLocation() throws -> String {
+        switch self {
+        case .sqlite:
+            return FileManager.default.temporaryDirectory
+                .appendingPathComponent("vmctl-store-\(UUID().uuidString)/state.sqlite").path
+        case .postgres:
+            let server = try requiredVariable("VMCTL_TEST_POSTGRES", "the PostgreSQL server of scripts/postgres start")
+            let name = "vmctl_test_\(UUID().uuidString.prefix(8).lowercased())"
+            let created = try runProcess("/usr/bin/psql", ["-X", "-q", server, "-c", "CREATE DATABASE \(name)"])
+            guard created.status == 0 else { throw TestSupportError("psql could not create database \(name): \(created.standardError)") }
+            var components = URLComponents(string: server)!
+            components.path = "/" + name
+            return components.string!
+        }
+    }
+
+    /// The store at `location`, opened as a new client would.
+    func open(_ location: String) throws(StoreError) -> any StateStore {
+        switch self {
+        case .sqlite: try SQLiteStore(path: location)
+        // The URL is freshLocation's own.
+        case .postgres: try PostgresStore((try? PostgresURL(location))!, localDirectory: FileManager.default.temporaryDirectory.path)
+        }
+    }
+
+    /// Runs `body` while a transaction of another connection holds the store's write lock.
+    func holdingWriteLock(_ location: String, _ body: () throws -> Void) throws {
+        switch self {
+        case .sqlite:
+            try DatabaseQueue(path: location).writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                try body()
+                try db.execute(sql: "COMMIT")
+            }
+        case .postgres:
+            try (try open(location) as! PostgresStore).holdingWriteLock(body)
+        }
+    }
+}
+
+/// A fresh, empty store of `backend`.
+func makeStore(_ backend: Backend) throws -> any StateStore {
+    try backend.open(try backend.freshLocation())
 }
 
 func mac(_ last: Int) -> MACAddress { MACAddress(bytes: [0x52, 0x54, 0x00, 0x00, UInt8(last >> 8), UInt8(last & 0xff)])! }
@@ -25,9 +72,9 @@ func smallPool(_ name: String = "public", size: Int = 4, network: String = "net1
 
 @Suite("Allocation store")
 struct AllocationStoreTests {
-    @Test("pools are created once, listed, found and deleted")
-    func pools() throws {
-        let store = try makeStore()
+    @Test("pools are created once, listed, found and deleted", arguments: Backend.allCases)
+    func pools(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         try store.create(try smallPool("b"))
         try store.create(try smallPool("a", network: "net2"))
         #expect(try store.pools().map(\.name) == ["a", "b"])
@@ -38,9 +85,9 @@ struct AllocationStoreTests {
         #expect(try store.pools().map(\.name) == ["b"])
     }
 
-    @Test("the lowest free address is handed out; a requested one exactly; each with its owner")
-    func allocate() throws {
-        let store = try makeStore()
+    @Test("the lowest free address is handed out; a requested one exactly; each with its owner", arguments: Backend.allCases)
+    func allocate(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         try store.create(try smallPool())
         let owner = UUID()
         let first = try store.allocate(from: "public", family: .ipv4, ownerUUID: owner, ownerName: "web", mac: mac(1))
@@ -56,9 +103,9 @@ struct AllocationStoreTests {
                 == ["192.0.2.10", "192.0.2.11", "192.0.2.12", "2001:db8::10"])
     }
 
-    @Test("taken, outside the pool, reserved, or a MAC that already holds one: refused with the value named")
-    func refusals() throws {
-        let store = try makeStore()
+    @Test("taken, outside the pool, reserved, or a MAC that already holds one: refused with the value named", arguments: Backend.allCases)
+    func refusals(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         try store.create(try smallPool())
         _ = try store.allocate(from: "public", family: .ipv4, requested: IPAddress("192.0.2.11"), ownerName: "web", mac: mac(1))
         #expect(throws: StoreError.addressTaken(IPAddress("192.0.2.11")!, owner: "web")) {
@@ -76,9 +123,9 @@ struct AllocationStoreTests {
         }
     }
 
-    @Test("exhaustion names the pool and its size; a released address is handed out again")
-    func exhaustionAndRelease() throws {
-        let store = try makeStore()
+    @Test("exhaustion names the pool and its size; a released address is handed out again", arguments: Backend.allCases)
+    func exhaustionAndRelease(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         try store.create(try smallPool(size: 3))
         for index in 1...3 { _ = try store.allocate(from: "public", family: .ipv4, ownerName: "vm\(index)", mac: mac(index)) }
         let error = #expect(throws: StoreError.exhausted(pool: "public", family: .ipv4, size: 3)) {
@@ -93,9 +140,9 @@ struct AllocationStoreTests {
         #expect(try store.allocate(from: "public", family: .ipv4, ownerName: "vm4", mac: mac(4)).address == IPAddress("192.0.2.11"))
     }
 
-    @Test("a pool with allocations is only deleted with force, and its allocations with it")
-    func deleteInUse() throws {
-        let store = try makeStore()
+    @Test("a pool with allocations is only deleted with force, and its allocations with it", arguments: Backend.allCases)
+    func deleteInUse(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         try store.create(try smallPool())
         _ = try store.allocate(from: "public", family: .ipv4, ownerName: "web", mac: mac(1))
         #expect(throws: StoreError.poolInUse("public", allocations: 1)) { try store.deletePool(named: "public", force: false) }
@@ -104,9 +151,9 @@ struct AllocationStoreTests {
         #expect(try store.allocations().isEmpty)
     }
 
-    @Test("two pools over one network never hand out one address twice")
-    func sharedNetwork() throws {
-        let store = try makeStore()
+    @Test("two pools over one network never hand out one address twice", arguments: Backend.allCases)
+    func sharedNetwork(_ backend: Backend) throws {
+        let store = try makeStore(backend)
         try store.create(try smallPool("a", size: 2))
         try store.create(try smallPool("b", size: 2))
         let fromA = try store.allocate(from: "a", family: .ipv4, ownerName: "x", mac: mac(1))
@@ -114,26 +161,23 @@ struct AllocationStoreTests {
         #expect(fromA.address != fromB.address)
     }
 
-    @Test("20 concurrent allocators, each with its own connection, on 16 addresses: 16 distinct, 4 exhausted")
-    func concurrentAllocation() throws {
-        let path = FileManager.default.temporaryDirectory
-            .appendingPathComponent("vmctl-store-\(UUID().uuidString)/state.sqlite").path
-        try AllocationStore(path: path).create(try smallPool(size: 16))
+    @Test("20 concurrent allocators, each with its own connection, on 16 addresses: 16 distinct, 4 exhausted", arguments: Backend.allCases)
+    func concurrentAllocation(_ backend: Backend) throws {
+        let path = try backend.freshLocation()
+        try backend.open(path).create(try smallPool(size: 16))
         // One thread each, so that they really contend (`concurrentPerform` would run only as
-        // many at once as there are cores): the test holds the database's write lock until every
+        // many at once as there are cores): the test holds the store's write lock until every
         // thread has begun its allocation, so all 20 wait on it together and race when it goes.
-        let lock = try DatabaseQueue(path: path)
         let results = Results()
         let started = DispatchSemaphore(value: 0), done = DispatchGroup()
-        try lock.writeWithoutTransaction { db in
-            try db.execute(sql: "BEGIN IMMEDIATE")
+        try backend.holdingWriteLock(path) {
             for index in 0..<20 {
                 done.enter()
                 Thread {
                     let start = DispatchTime.now().uptimeNanoseconds
                     started.signal()
                     let outcome = Result { () throws(StoreError) in
-                        let store = try AllocationStore(path: path)  // like a separate vmctl process
+                        let store = try backend.open(path)  // like a separate vmctl process
                         return try store.allocate(from: "public", family: .ipv4, ownerName: "vm\(index)", mac: mac(index)).address
                     }
                     results.add(outcome, span: (start, DispatchTime.now().uptimeNanoseconds))
@@ -144,7 +188,6 @@ struct AllocationStoreTests {
             // A moment for the last ones to reach the lock.
             Thread.sleep(forTimeInterval: 0.2)
             #expect(results.all.isEmpty, "an allocation got past the write lock the test holds")
-            try db.execute(sql: "COMMIT")
         }
         #expect(done.wait(timeout: .now() + 60) == .success)
         // They ran at once: one moment lies inside every allocation's span.
@@ -160,14 +203,14 @@ struct AllocationStoreTests {
         #expect(addresses.count == 16)
         #expect(Set(addresses).count == 16)
         #expect(failures == Array(repeating: .exhausted(pool: "public", family: .ipv4, size: 16), count: 4))
-        #expect(try AllocationStore(path: path).allocations().count == 16)
+        #expect(try backend.open(path).allocations().count == 16)
     }
 
     @Test("the default state path: /var/lib/vmctl for root, XDG_DATA_HOME otherwise")
     func defaultPath() {
-        #expect(AllocationStore.defaultPath(environment: [:], isRoot: true) == "/var/lib/vmctl/state.sqlite")
-        #expect(AllocationStore.defaultPath(environment: ["XDG_DATA_HOME": "/x"], isRoot: false) == "/x/vmctl/state.sqlite")
-        #expect(AllocationStore.defaultPath(environment: ["HOME": "/home/u"], isRoot: false) == "/home/u/.local/share/vmctl/state.sqlite")
+        #expect(SQLiteStore.defaultPath(environment: [:], isRoot: true) == "/var/lib/vmctl/state.sqlite")
+        #expect(SQLiteStore.defaultPath(environment: ["XDG_DATA_HOME": "/x"], isRoot: false) == "/x/vmctl/state.sqlite")
+        #expect(SQLiteStore.defaultPath(environment: ["HOME": "/home/u"], isRoot: false) == "/home/u/.local/share/vmctl/state.sqlite")
     }
 }
 

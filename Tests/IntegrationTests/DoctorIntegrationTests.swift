@@ -172,7 +172,7 @@ extension Integration {
             #expect(refused.status == 1 && refused.standardError.contains("address \(address) is still leased by network itl-\(id)'s dnsmasq to MAC \(first)"),
                     "\(refused.standardError)")
             // ... so the state another writer made (an older vmctl, say) is made directly.
-            _ = try AllocationStore(path: environment["VMCTL_STATE"]!).allocate(
+            _ = try SQLiteStore(path: environment["VMCTL_STATE"]!).allocate(
                 from: "l-\(id)", family: .ipv4, requested: IPAddress(address), ownerName: "second", mac: MACAddress(second)!)
 
             let fixed = try vmctl("doctor", "--fix")

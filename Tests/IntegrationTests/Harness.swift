@@ -264,13 +264,6 @@ struct Harness {
     }
 }
 
-/// A variable scripts/test sets, or a failure saying what needs it (`why`) and how to run the tests.
-func requiredVariable(_ name: String, _ why: String) throws -> String {
-    guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
-        throw TestSupportError("\(name) is not set: \(why); run them with scripts/test")
-    }
-    return value
-}
 
 /// A short random suffix, so that reruns and leftovers never collide.
 func uniqueSuffix() -> String {

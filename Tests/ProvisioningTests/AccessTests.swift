@@ -98,10 +98,30 @@ struct AccessTests {
         #expect(VMView.sshAddress(among: []) == nil)
     }
 
-    @Test("vmctl's SSH files sit beside the state file")
+    @Test("vmctl's SSH files sit beside the state file, or in the data directory of a client of a PostgreSQL store")
     func sshFiles() {
-        let files = SSHFiles(stateFile: "/var/lib/vmctl/state.sqlite")
+        let files = SSHFiles(directory: State.localDirectory(for: "/var/lib/vmctl/state.sqlite"))
         #expect(files.ownKey == "/var/lib/vmctl/ssh/id_ed25519" && files.knownHosts == "/var/lib/vmctl/ssh/known_hosts")
-        #expect(SSHFiles(stateFile: "state.sqlite").directory == ".")
+        #expect(State.localDirectory(for: "state.sqlite") == ".")
+        #expect(State.localDirectory(for: "postgres://vmctl@db.example/fleet") == State.defaultLocalDirectory)
+        #expect(State.localDirectory(for: "postgres://vmctl@db.example/fleet").hasSuffix("/vmctl"))
+    }
+}
+
+@Suite("Process tags of the create journal")
+struct ProcessTagTests {
+    @Test("this process is alive; a dead PID is not; a process of another machine cannot be judged, so counts as alive")
+    func liveness() throws {
+        let tag = ProcessTag.current
+        #expect(tag.split(separator: ":").count == 4 && tag.hasPrefix(ProcessTag.machine + ":"))
+        #expect(ProcessTag.isAlive(tag))
+        #expect(!ProcessTag.isElsewhere(tag))
+        // vmctl 0.2 wrote no machine: such a tag is this machine's.
+        #expect(ProcessTag.isAlive(tag.split(separator: ":").dropFirst().joined(separator: ":")))
+        let parts = tag.split(separator: ":")
+        let reusedPID = "\(parts[0]):\(parts[1]):\(parts[2]):1"
+        #expect(!ProcessTag.isAlive(reusedPID))
+        let elsewhere = "0123456789abcdef0123456789abcdef:\(parts[1]):\(parts[2]):\(parts[3])"
+        #expect(ProcessTag.isAlive(elsewhere) && ProcessTag.isElsewhere(elsewhere))
     }
 }

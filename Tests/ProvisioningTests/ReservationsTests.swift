@@ -117,7 +117,7 @@ struct ReservationsTests {
     static func withStore(_ body: (State, Pool) async throws -> Void) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-reservations-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try AllocationStore(path: directory.appendingPathComponent("state.sqlite").path)
+        let store = try SQLiteStore(path: directory.appendingPathComponent("state.sqlite").path)
         let layout = try PoolLayout(ranges: [AddressRange("10.40.0.10-10.40.0.11")!, AddressRange("fd00:40::10-fd00:40::11")!],
                                     subnets: [(Subnet("10.40.0.0/24")!, IPAddress("10.40.0.1")), (Subnet("fd00:40::/64")!, IPAddress("fd00:40::1"))])
         let pool = Pool(name: "p", network: "lan", layout: layout, allUsable: false)
@@ -198,7 +198,7 @@ struct ReservationsTests {
     func hostRoutes() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-routes-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let state = State(store: try AllocationStore(path: directory.appendingPathComponent("state.sqlite").path))
+        let state = State(store: try SQLiteStore(path: directory.appendingPathComponent("state.sqlite").path))
         let layout = try PoolLayout(ranges: [AddressRange("203.0.113.16-203.0.113.17")!, AddressRange("10.40.0.20")!],
                                     subnets: [(Subnet("10.40.0.0/24")!, IPAddress("10.40.0.1"))], allUsable: true)
         let pool = Pool(name: "pub", network: "lan", layout: layout, allUsable: true)

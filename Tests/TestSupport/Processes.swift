@@ -177,3 +177,11 @@ public func stopBackground(_ pid: Int32) {
         usleep(100_000)
     }
 }
+
+/// A variable scripts/test sets, or a failure saying what needs it (`why`) and how to run the tests.
+public func requiredVariable(_ name: String, _ why: String) throws -> String {
+    guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+        throw TestSupportError("\(name) is not set: \(why); run them with scripts/test")
+    }
+    return value
+}

@@ -2,16 +2,21 @@ public import Addressing
 public import Foundation
 import GRDB
 
-/// vmctl's record of pools and of who holds which address: one SQLite file, shared safely by
-/// any number of concurrent vmctl processes.
+/// vmctl's state in one SQLite file, shared safely by any number of concurrent vmctl processes
+/// on one machine: the embedded default.
 ///
-/// Every allocation is one `BEGIN IMMEDIATE` transaction (SQLite's write lock, waited for up to
+/// Every write is one `BEGIN IMMEDIATE` transaction (SQLite's write lock, waited for up to
 /// 30 s), and the schema's uniqueness constraints make a second owner of an address impossible
 /// even if that logic were wrong.
-public final class AllocationStore: Sendable {
+public final class SQLiteStore: StateStore {
     private let database: DatabaseQueue
     /// The file the store lives in.
     public let path: String
+    public var location: String { path }
+    public var localDirectory: String {
+        let directory = (path as NSString).deletingLastPathComponent
+        return directory.isEmpty ? "." : directory
+    }
 
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     /// The state names every VM's owner and address: its directory is 0700 and its files 0600
@@ -57,7 +62,7 @@ public final class AllocationStore: Sendable {
     }
 
     /// Versioned schema migrations; a released migration is never edited, only followed.
-    private static var migrator: DatabaseMigrator {
+    static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: pools and allocations") { db in
             try db.create(table: "pool") { table in
@@ -121,12 +126,24 @@ public final class AllocationStore: Sendable {
                 table.column("addedAt", .datetime).notNull()
             }
         }
+        migrator.registerMigration("v5: hosts") { db in
+            try db.create(table: "host") { table in
+                table.primaryKey("name", .text)
+                table.column("uri", .text).notNull()
+                table.column("labels", .jsonText).notNull()
+                table.column("addedAt", .datetime).notNull()
+            }
+            try db.alter(table: "allocation") { table in table.add(column: "host", .text) }
+            try db.alter(table: "pendingCreate") { table in
+                table.add(column: "host", .text)
+                table.add(column: "memory", .integer).notNull().defaults(to: 0)
+            }
+        }
         return migrator
     }
 
     // MARK: Images
 
-    /// Records an image; fails if one of that name exists.
     public func add(_ image: ImageRecord) throws(StoreError) {
         try write { db in
             if try ImageRecord.exists(db, key: image.name) { throw StoreError.imageExists(image.name) }
@@ -134,17 +151,14 @@ public final class AllocationStore: Sendable {
         }
     }
 
-    /// Every image, by name.
     public func images() throws(StoreError) -> [ImageRecord] {
         try read { db in try ImageRecord.order(Column("name")).fetchAll(db) }
     }
 
-    /// The image called `name`, or nil.
     public func image(named name: String) throws(StoreError) -> ImageRecord? {
         try read { db in try ImageRecord.fetchOne(db, key: name) }
     }
 
-    /// Forgets an image (its volume is deleted by the caller).
     public func removeImage(named name: String) throws(StoreError) {
         try write { db in
             guard try ImageRecord.deleteOne(db, key: name) else { throw StoreError.noSuchImage(name) }
@@ -153,32 +167,33 @@ public final class AllocationStore: Sendable {
 
     // MARK: Pending creates
 
-    /// Claims `pending.name` for a create; fails if another create of that name is under way.
-    public func begin(_ pending: PendingCreate) throws(StoreError) {
+    @discardableResult
+    public func begin(_ pending: PendingCreate, placingOn candidates: [PlacementCandidate]) throws(StoreError) -> PendingCreate {
         try write { db in
             if let other = try PendingCreate.fetchOne(db, key: pending.name) {
                 throw StoreError.createInProgress(pending.name, process: other.process)
             }
-            try pending.insert(db)
+            var placed = pending
+            if !candidates.isEmpty {
+                placed.host = Placement.choose(among: candidates, underWay: try PendingCreate.fetchAll(db))
+            }
+            try placed.insert(db)
+            return placed
         }
     }
 
-    /// Records the create's volumes so far.
     public func update(_ pending: PendingCreate) throws(StoreError) {
         try write { db in try pending.update(db) }
     }
 
-    /// Ends a create (done, or undone): deletes its journal.
     public func end(_ name: String) throws(StoreError) {
         try write { db in _ = try PendingCreate.deleteOne(db, key: name) }
     }
 
-    /// Every create under way or abandoned.
     public func pendingCreates() throws(StoreError) -> [PendingCreate] {
         try read { db in try PendingCreate.order(Column("name")).fetchAll(db) }
     }
 
-    /// The allocations owned by the domain with `uuid`.
     public func allocations(ownedBy uuid: UUID) throws(StoreError) -> [Allocation] {
         try read { db in
             try Allocation.filter(Column("ownerUUID") == uuid).fetchAll(db)
@@ -188,7 +203,6 @@ public final class AllocationStore: Sendable {
 
     // MARK: Port forwards
 
-    /// Records a port forward; fails if the host port is taken.
     public func add(_ forward: PortForward) throws(StoreError) -> PortForward {
         try write { db in
             if let holder = try PortForward.filter(Column("proto") == forward.proto && Column("hostPort") == forward.hostPort).fetchOne(db) {
@@ -200,8 +214,7 @@ public final class AllocationStore: Sendable {
         }
     }
 
-    /// Port forwards, of one network or all, by protocol and host port.
-    public func portForwards(on network: String? = nil) throws(StoreError) -> [PortForward] {
+    public func portForwards(on network: String?) throws(StoreError) -> [PortForward] {
         try read { db in
             var request = PortForward.order(Column("proto"), Column("hostPort"))
             if let network { request = request.filter(Column("network") == network) }
@@ -209,7 +222,6 @@ public final class AllocationStore: Sendable {
         }
     }
 
-    /// Deletes the forward of a host port on a network; returns it.
     public func removePortForward(network: String, proto: String, hostPort: Int) throws(StoreError) -> PortForward {
         try write { db in
             let request = PortForward.filter(Column("network") == network && Column("proto") == proto && Column("hostPort") == hostPort)
@@ -219,7 +231,6 @@ public final class AllocationStore: Sendable {
         }
     }
 
-    /// Deletes every forward of a network (it is gone); returns them.
     @discardableResult
     public func removePortForwards(on network: String) throws(StoreError) -> [PortForward] {
         try write { db in
@@ -232,7 +243,6 @@ public final class AllocationStore: Sendable {
 
     // MARK: Pools
 
-    /// Records a new pool; fails if the name is taken.
     public func create(_ pool: Pool) throws(StoreError) {
         try write { db in
             if try Pool.exists(db, key: pool.name) { throw StoreError.poolExists(pool.name) }
@@ -240,12 +250,10 @@ public final class AllocationStore: Sendable {
         }
     }
 
-    /// All pools, by name.
     public func pools() throws(StoreError) -> [Pool] {
         try read { db in try Pool.order(Column("name")).fetchAll(db) }
     }
 
-    /// The pool called `name`; throws ``StoreError/noSuchPool(_:)`` when there is none.
     public func pool(named name: String) throws(StoreError) -> Pool {
         try read { db in
             guard let pool = try Pool.fetchOne(db, key: name) else { throw StoreError.noSuchPool(name) }
@@ -253,8 +261,6 @@ public final class AllocationStore: Sendable {
         }
     }
 
-    /// Deletes a pool. Refused while it has allocations, unless `force`, which deletes them too
-    /// (the caller removes their DHCP host entries first).
     public func deletePool(named name: String, force: Bool) throws(StoreError) {
         try write { db in
             guard try Pool.exists(db, key: name) else { throw StoreError.noSuchPool(name) }
@@ -267,46 +273,15 @@ public final class AllocationStore: Sendable {
 
     // MARK: Allocations
 
-    /// Hands one address of `family` from `poolName` to an owner, atomically: the lowest free
-    /// address not in `avoiding` (addresses the caller found in use elsewhere), or exactly `requested`.
-    ///
-    /// - Throws: ``StoreError/exhausted(pool:family:size:)`` when every address is taken,
-    ///   ``StoreError/addressTaken(_:owner:)``, ``StoreError/addressOutsidePool(_:pool:)``,
-    ///   ``StoreError/macHoldsAddress(_:address:)``.
-    public func allocate(
-        from poolName: String, family: IPAddress.Family, requested: IPAddress? = nil, avoiding: Set<IPAddress> = [],
-        ownerUUID: UUID? = nil, ownerName: String, mac: MACAddress
-    ) throws(StoreError) -> Allocation {
+    public func allocate(_ request: AllocationRequest) throws(StoreError) -> Allocation {
         try write { db in
-            guard let pool = try Pool.fetchOne(db, key: poolName) else { throw StoreError.noSuchPool(poolName) }
-            let onNetwork = try Allocation.filter(Column("network") == pool.network).fetchAll(db)
-            if let held = onNetwork.first(where: { $0.mac == mac && $0.family == family }) {
-                throw StoreError.macHoldsAddress(mac, address: held)
-            }
-            let address: IPAddress
-            if let requested {
-                guard requested.family == family, pool.layout.allows(requested) else {
-                    throw StoreError.addressOutsidePool(requested, pool: poolName)
-                }
-                if let holder = onNetwork.first(where: { $0.address == requested }) {
-                    throw StoreError.addressTaken(requested, owner: holder.ownerName)
-                }
-                address = requested
-            } else {
-                guard let free = pool.layout.firstFree(family, allocated: Set(onNetwork.map(\.address)).union(avoiding)) else {
-                    throw StoreError.exhausted(pool: poolName, family: family, size: pool.layout.size(of: family))
-                }
-                address = free
-            }
-            var allocation = Allocation(
-                pool: poolName, network: pool.network, address: address,
-                ownerUUID: ownerUUID, ownerName: ownerName, mac: mac)
+            guard let pool = try Pool.fetchOne(db, key: request.pool) else { throw StoreError.noSuchPool(request.pool) }
+            var allocation = try request.choose(in: pool, onNetwork: try Allocation.filter(Column("network") == pool.network).fetchAll(db))
             try allocation.insert(db)
             return allocation
         }
     }
 
-    /// Gives an address back to its pool; returns what was released.
     public func release(_ address: IPAddress, from poolName: String) throws(StoreError) -> Allocation {
         try write { db in
             guard try Pool.exists(db, key: poolName) else { throw StoreError.noSuchPool(poolName) }
@@ -319,12 +294,30 @@ public final class AllocationStore: Sendable {
         }
     }
 
-    /// Allocations, of one pool or of all, ordered by pool and address.
-    public func allocations(in poolName: String? = nil) throws(StoreError) -> [Allocation] {
+    public func allocations(in poolName: String?) throws(StoreError) -> [Allocation] {
         try read { db in
             var request = Allocation.all()
             if let poolName { request = request.filter(Column("pool") == poolName) }
             return try request.fetchAll(db).sorted { ($0.pool, $0.address) < ($1.pool, $1.address) }
+        }
+    }
+
+    // MARK: Hosts
+
+    public func add(_ host: HostRecord) throws(StoreError) {
+        try write { db in
+            if try HostRecord.exists(db, key: host.name) { throw StoreError.hostExists(host.name) }
+            try host.insert(db)
+        }
+    }
+
+    public func hosts() throws(StoreError) -> [HostRecord] {
+        try read { db in try HostRecord.order(Column("name")).fetchAll(db) }
+    }
+
+    public func removeHost(named name: String) throws(StoreError) {
+        try write { db in
+            guard try HostRecord.deleteOne(db, key: name) else { throw StoreError.noSuchHost(name) }
         }
     }
 
@@ -358,60 +351,6 @@ public final class AllocationStore: Sendable {
             throw error
         } catch {
             throw .unavailable(path: path, reason: "\(error)")
-        }
-    }
-}
-
-/// What can go wrong in the store, each naming the value involved.
-public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
-    case unavailable(path: String, reason: String)
-    case poolExists(String)
-    case noSuchPool(String)
-    case poolInUse(String, allocations: Int)
-    case exhausted(pool: String, family: IPAddress.Family, size: UInt128)
-    case addressTaken(IPAddress, owner: String)
-    case addressOutsidePool(IPAddress, pool: String)
-    case macHoldsAddress(MACAddress, address: Allocation)
-    case notAllocated(IPAddress, pool: String)
-    case conflict(String)
-    case portTaken(String, Int, network: String, vm: String)
-    case noPortForward(String, Int, network: String)
-    case createInProgress(String, process: String)
-    case imageExists(String)
-    case noSuchImage(String)
-
-    public var description: String {
-        switch self {
-        case .unavailable(let path, let reason):
-            "cannot use the state file \(path): \(reason)"
-        case .poolExists(let name):
-            "pool \(name) already exists; pick another name or destroy it first"
-        case .noSuchPool(let name):
-            "no pool named \(name); see vmctl pool list"
-        case .poolInUse(let name, let count):
-            "pool \(name) still has \(count) allocated address\(count == 1 ? "" : "es"); release them first, or force it"
-        case .exhausted(let pool, let family, let size):
-            "pool \(pool) exhausted: all \(size) \(family) address\(size == 1 ? " is" : "es are") allocated; release some or add a range"
-        case .addressTaken(let address, let owner):
-            "address \(address) is already allocated to \(owner); choose another or let the pool pick"
-        case .addressOutsidePool(let address, let pool):
-            "address \(address) is not one pool \(pool) hands out; see vmctl pool show \(pool)"
-        case .macHoldsAddress(let mac, let allocation):
-            "MAC \(mac) already holds \(allocation.address) on network \(allocation.network) (pool \(allocation.pool), owner \(allocation.ownerName)); release it first"
-        case .notAllocated(let address, let pool):
-            "address \(address) is not allocated in pool \(pool)"
-        case .portTaken(let proto, let port, let network, let vm):
-            "host port \(proto)/\(port) is already forwarded to \(vm) on network \(network); choose another host port"
-        case .noPortForward(let proto, let port, let network):
-            "no forward of host port \(proto)/\(port) on network \(network); see vmctl network forward list"
-        case .createInProgress(let name, let process):
-            "VM \(name) is being created by another vmctl (process \(process.split(separator: ":").dropFirst().first ?? "?")); wait for it, or run vmctl doctor --fix if that process is gone"
-        case .imageExists(let name):
-            "image \(name) already exists; pick another name, or vmctl image rm \(name) first"
-        case .noSuchImage(let name):
-            "no image named \(name); see vmctl image list"
-        case .conflict(let message):
-            "the allocation conflicts with another one (\(message)); retry"
         }
     }
 }
