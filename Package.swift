@@ -168,7 +168,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Libvirt", "Provisioning", "LibvirtXML", "AllocationStore", "Addressing", "TestSupport"],
+            dependencies: ["Libvirt", "Provisioning", "LibvirtXML", "AllocationStore", "PostgresStore", "Addressing", "TestSupport"],
             swiftSettings: strictSwift
         ),
     ],

@@ -112,6 +112,18 @@ public final class Connection: @unchecked Sendable {
         }
     }
 
+    /// The host's free memory, in bytes (what `create --host auto` places VMs by).
+    ///
+    /// The corresponding C function is `virNodeGetFreeMemory`.
+    public func freeMemory() async throws(LibvirtError) -> UInt64 {
+        try await blocking { () throws(LibvirtError) -> UInt64 in
+            // 0 is its only failure value (a host with no free memory at all is not one).
+            let bytes = virNodeGetFreeMemory(self.handle)
+            if bytes == 0 { throw LibvirtError.copyLast() }
+            return UInt64(bytes)
+        }
+    }
+
     /// The most virtual CPUs a domain of `type` (`kvm`, `qemu`) may have on this connection.
     ///
     /// The corresponding C function is `virConnectGetMaxVcpus`.

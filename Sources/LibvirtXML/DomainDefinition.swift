@@ -103,6 +103,8 @@ public struct VMMetadata: Sendable, Equatable {
     public var addresses: [Address]
     /// The user `vmctl ssh` logs in as when none is given (the image's default user).
     public var sshUser: String?
+    /// The fleet host (`vmctl host add`) the VM was created on, when it was placed on one.
+    public var host: String?
 
     /// A volume vmctl made: its storage pool, name, path and role (`root`, `data`, `seed`).
     public struct Volume: Sendable, Equatable, Codable {
@@ -133,7 +135,7 @@ public struct VMMetadata: Sendable, Equatable {
     }
 
     public init(createdAt: Date, expiresAt: Date?, labels: [String: String], image: String?,
-                volumes: [Volume], addresses: [Address], sshUser: String? = nil) {
+                volumes: [Volume], addresses: [Address], sshUser: String? = nil, host: String? = nil) {
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.labels = labels
@@ -141,6 +143,7 @@ public struct VMMetadata: Sendable, Equatable {
         self.volumes = volumes
         self.addresses = addresses
         self.sshUser = sshUser
+        self.host = host
     }
 
     /// The element as it goes into `<metadata>` of a domain definition, namespace declared.
@@ -154,6 +157,7 @@ public struct VMMetadata: Sendable, Equatable {
         }
         if let image { lines.append("  <\(p):image>\(escapeXML(image))</\(p):image>") }
         if let sshUser { lines.append("  <\(p):ssh user='\(escapeXML(sshUser))'/>") }
+        if let host { lines.append("  <\(p):host name='\(escapeXML(host))'/>") }
         for volume in volumes {
             lines.append("  <\(p):volume pool='\(escapeXML(volume.pool))' name='\(escapeXML(volume.name))' path='\(escapeXML(volume.path))' role='\(escapeXML(volume.role))'/>")
         }
@@ -192,6 +196,7 @@ public struct VMMetadata: Sendable, Equatable {
         self.labels = labels
         image = children("image").first?.stringValue
         sshUser = children("ssh").first?.attribute(forName: "user")?.stringValue
+        host = children("host").first?.attribute(forName: "name")?.stringValue
         var volumes: [Volume] = []
         for volume in children("volume") {
             volumes.append(Volume(pool: try attribute(volume, "pool"), name: try attribute(volume, "name"),

@@ -27,11 +27,19 @@ public struct Creation: Sendable {
     /// The connection's URI, to connect again when the connection is lost during the create:
     /// the undo needs libvirt too.
     public let uri: String?
+    /// The fleet host the VM goes on (`create --host`), recorded in the journal, its allocations
+    /// and its metadata; nil when the connection was not named as a fleet host.
+    public let hostName: String?
+    /// The journal entry `create --host auto` already recorded when it placed the VM (the
+    /// placement and the claim of the name are one transaction); nil: the create claims the name.
+    public let claimed: PendingCreate?
 
     public init(plan: CreatePlan, state: State, connection: Connection, host: some HostSide, templates: Templates, logger: Logger, isLocalHost: Bool = true,
-                uri: String? = nil, progress: @escaping @Sendable (String) -> Void = { _ in }) {
+                uri: String? = nil, hostName: String? = nil, claim: Fleet.Claim? = nil, progress: @escaping @Sendable (String) -> Void = { _ in }) {
         self.isLocalHost = isLocalHost
         self.uri = uri
+        self.hostName = hostName
+        self.claimed = claim?.entry
         self.host = host
         self.plan = plan
         self.state = state
@@ -71,11 +79,22 @@ public struct Creation: Sendable {
     /// The create, with signals handled by `interrupts`, which the caller installed and keeps
     /// after it (`vmctl run` goes on after the create).
     func run(interrupts: Interrupts) async throws(ProvisioningError) -> Domain {
-        try await finishAbandonedCreate()
-        let checked = try await check()
-        let pending = PendingCreate(name: plan.name, uuid: plan.uuid, process: ProcessTag.current)
+        let pending: PendingCreate
+        let checked: Checked
+        if let claimed {
+            pending = claimed
+            do { checked = try await check() } catch {
+                // Nothing was made: the claim goes with the failed check.
+                try? await state.run { store throws(StoreError) in try store.end(claimed.name) }
+                throw error
+            }
+        } else {
+            try await finishAbandonedCreate()
+            checked = try await check()
+            pending = Self.journalEntry(plan, host: hostName)
+            try await state.run { store throws(StoreError) in try store.begin(pending) }
+        }
         let journal = Journal(state: state, pending: pending)
-        try await state.run { store throws(StoreError) in try store.begin(pending) }
         let steps = Task { () async throws(ProvisioningError) -> Domain in
             try await perform(checked, journal: journal)
         }
@@ -93,6 +112,11 @@ public struct Creation: Sendable {
             throw ProvisioningError(.incomplete, "cannot create VM \(plan.name): \(cause); \(error.message)", hint: error.hint, cause: failure)
         }
         throw ProvisioningError(code, "cannot create VM \(plan.name): \(cause)", hint: "nothing was left behind", cause: failure)
+    }
+
+    /// The journal entry of a create of `plan` by this process, on `host`.
+    public static func journalEntry(_ plan: CreatePlan, host: String?) -> PendingCreate {
+        PendingCreate(name: plan.name, uuid: plan.uuid, process: ProcessTag.current, host: host, memory: plan.memoryMiB << 20)
     }
 
     /// The connection to undo with: this one, or a new one when it was lost (libvirtd
@@ -414,7 +438,7 @@ public struct Creation: Sendable {
                     var reserved: [IPAddress] = []
                     if let pool = nic.pool {
                         let made = try await reservations.reserve(
-                            from: pool, mac: nic.mac, owner: plan.name, ownerUUID: plan.uuid, requested: nic.spec.addresses)
+                            from: pool, mac: nic.mac, owner: plan.name, ownerUUID: plan.uuid, requested: nic.spec.addresses, host: hostName)
                         reserved = made.map(\.address)
                         addresses += made.map { VMMetadata.Address(pool: $0.pool, network: $0.network, address: $0.address, mac: $0.mac) }
                     }
@@ -477,7 +501,7 @@ public struct Creation: Sendable {
         }
 
         let metadata = VMMetadata(createdAt: Date(), expiresAt: plan.expiresAt, labels: plan.labels, image: imagePath,
-                                  volumes: volumes, addresses: addresses, sshUser: checked.sshUser)
+                                  volumes: volumes, addresses: addresses, sshUser: checked.sshUser, host: hostName)
         let configuration = DomainConfiguration(
             type: checked.virtType.rawValue, hostCPU: checked.virtType == .kvm, name: plan.name,
             uuid: plan.uuid.uuidString.lowercased(), metadata: metadata.xml, memoryMiB: plan.memoryMiB, vcpus: plan.vcpus,

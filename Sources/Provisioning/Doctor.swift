@@ -6,6 +6,10 @@ import Logging
 
 /// `vmctl doctor`: compares the store, the networks' DHCP host entries (live and persistent),
 /// the leases and the domains, and repairs what can be repaired.
+///
+/// It looks only at what belongs to its session's host: the allocations and creates recorded
+/// with that fleet host (`Session.hostName`), or, on a connection not reached as a fleet host,
+/// those recorded with none. An address whose host it did not ask is never freed.
 public struct Doctor: Sendable {
     public let state: State
     public let session: Session
@@ -82,14 +86,17 @@ public struct Doctor: Sendable {
     /// Creates whose process is gone: killed before they finished.
     private func abandonedCreates() async throws(ProvisioningError) -> [AbandonedCreate] {
         try await state.run { store throws(StoreError) in try store.pendingCreates() }
-            .filter { !ProcessTag.isAlive($0.process) }.map(AbandonedCreate.init)
+            .filter { $0.host == session.hostName && !ProcessTag.isAlive($0.process) }.map(AbandonedCreate.init)
     }
 
     /// Gathers libvirt's view of every network the store mentions and diagnoses it.
     private func examine() async throws(ProvisioningError) -> [Finding] {
-        let (allocations, pools, pending) = try await state.run { store throws(StoreError) in
+        let (everyAllocation, pools, everyCreate) = try await state.run { store throws(StoreError) in
             (try store.allocations(), try store.pools(), try store.pendingCreates())
         }
+        let scope = session.hostName
+        let allocations = everyAllocation.filter { $0.host == scope }
+        let pending = everyCreate.filter { $0.host == scope }
         var networks: [String: NetworkView] = [:]
         for name in Set(pools.map(\.network) + allocations.map(\.network)) {
             guard let network = try await connection.networkIfExists(name) else { continue }
@@ -103,12 +110,12 @@ public struct Doctor: Sendable {
         }
         // Addresses the VMs record and the store lost are theirs: their host entries are not
         // strays, and they are adopted, not deleted.
-        let lost = unrecorded(recorded, allocations: allocations)
+        let lost = unrecorded(recorded, allocations: everyAllocation)
         // A create under way owns its addresses before its domain exists.
         let found = diagnose(allocations: allocations + lost, pools: pools, networks: networks,
                              domains: Set(vms.map(\.0.uuid) + pending.map(\.uuid)))
             .filter { finding in !lost.contains { $0.network == finding.network && $0.address == finding.address } }
-        return found + adoptable(recorded, allocations: allocations, pools: pools) + (try await routeFindings(allocations + lost, networks: networks))
+        return found + adoptable(recorded, allocations: everyAllocation, pools: pools) + (try await routeFindings(allocations + lost, networks: networks))
     }
 
     /// Host routes missing or left over, where vmctl can see the bridges' routing table.
@@ -160,7 +167,8 @@ public struct Doctor: Sendable {
                   let domain = try await connection.domainIfExists(owner) else { return }
             let address = finding.address
             _ = try await state.run { store throws(StoreError) in
-                try store.allocate(from: pool, family: address.family, requested: address, ownerUUID: domain.uuid, ownerName: owner, mac: mac)
+                try store.allocate(from: pool, family: address.family, requested: address, ownerUUID: domain.uuid, ownerName: owner, mac: mac,
+                                   host: session.hostName)
             }
         }
     }
@@ -172,6 +180,8 @@ public struct AbandonedCreate: Encodable, Sendable {
     public var uuid: UUID
     public var startedAt: Date
     public var volumes: [String]
+    /// The fleet host it was placed on, in a doctor across the fleet.
+    public var host: String?
     let pending: PendingCreate
 
     init(_ pending: PendingCreate) {
@@ -179,10 +189,11 @@ public struct AbandonedCreate: Encodable, Sendable {
         uuid = pending.uuid
         startedAt = pending.startedAt
         volumes = pending.volumes
+        host = pending.host
         self.pending = pending
     }
 
-    enum CodingKeys: String, CodingKey { case name, uuid, startedAt, volumes }
+    enum CodingKeys: String, CodingKey { case name, uuid, startedAt, volumes, host }
 
     public var message: String {
         "VM \(name): its create was killed before it finished; --fix removes its domain, addresses and volumes (\(volumes.isEmpty ? "none" : volumes.joined(separator: ", ")))"
@@ -197,9 +208,11 @@ public struct DoctorReport: Encodable, Sendable {
     public var undoneCreates: [AbandonedCreate]
     public var strayFirewallRules: [StrayFirewallRules]
     public var removedFirewallRules: [StrayFirewallRules]
+    /// Hosts of the fleet that did not answer, why: nothing of theirs was examined.
+    public var unreachableHosts: [String] = []
 
     /// Whether anything is left to report.
-    public var isClean: Bool { findings.isEmpty && abandonedCreates.isEmpty && strayFirewallRules.isEmpty }
+    public var isClean: Bool { findings.isEmpty && abandonedCreates.isEmpty && strayFirewallRules.isEmpty && unreachableHosts.isEmpty }
 }
 
 /// vmctl's firewall chains and nft table for a bridge no network has.

@@ -44,6 +44,8 @@ public struct Finding: Codable, Equatable, Hashable, Sendable {
     public var bridge: String?
     /// Whether `doctor --fix` can repair it.
     public var fixable: Bool
+    /// The fleet host it was found on, in a doctor across the fleet.
+    public var host: String?
 
     public var message: String {
         let who = owner.map { " (owner \($0), pool \(pool ?? "?"))" } ?? ""

@@ -35,7 +35,7 @@ public struct Reservations: Sendable {
     /// Reserves one address of each requested family (or exactly the `requested` addresses) from
     /// `pool` for the NIC `mac`. All or nothing.
     public func reserve(
-        from pool: Pool, mac: MACAddress, owner: String, ownerUUID: UUID? = nil, requested: [IPAddress] = []
+        from pool: Pool, mac: MACAddress, owner: String, ownerUUID: UUID? = nil, requested: [IPAddress] = [], host fleetHost: String? = nil
     ) async throws(ProvisioningError) -> [Allocation] {
         // libvirt's view of the network is read while the store allocates: neither needs the other.
         async let prepared = prepare(pool.network, of: pool.name)
@@ -50,7 +50,7 @@ public struct Reservations: Sendable {
                     let avoiding = leasedElsewhere
                     let allocation = try await state.run { store throws(StoreError) in
                         try store.allocate(from: pool.name, family: family, requested: address, avoiding: avoiding,
-                                           ownerUUID: ownerUUID, ownerName: owner, mac: mac)
+                                           ownerUUID: ownerUUID, ownerName: owner, mac: mac, host: fleetHost)
                     }
                     done.append(allocation)
                     let (network, view) = try await prepared.get()

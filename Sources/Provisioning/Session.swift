@@ -10,18 +10,22 @@ public struct Session: Sendable {
     public let connection: Connection
     public let uri: String
     public let logger: Logger
+    /// The fleet host (`vmctl host add`) this connection is to, when it was reached as one: its
+    /// name goes into the journal, the allocations and the VMs' metadata.
+    public let hostName: String?
 
-    public init(connection: Connection, uri: String, logger: Logger) {
+    public init(connection: Connection, uri: String, logger: Logger, hostName: String? = nil) {
         self.connection = connection
         self.uri = uri
         self.logger = logger
+        self.hostName = hostName
     }
 
     /// Opens `uri`. With `logger` at debug level every libvirt call is logged with its duration.
-    public static func open(_ uri: String, logger: Logger) async throws(ProvisioningError) -> Session {
+    public static func open(_ uri: String, logger: Logger, hostName: String? = nil) async throws(ProvisioningError) -> Session {
         if logger.logLevel <= .debug { Diagnostics.logLibvirtCalls(to: logger) }
         do {
-            return Session(connection: try await Connection.open(uri), uri: uri, logger: logger)
+            return Session(connection: try await Connection.open(uri), uri: uri, logger: logger, hostName: hostName)
         } catch {
             throw ProvisioningError(.libvirt, "cannot connect to \(uri): \(error.message)",
                                     hint: "check that libvirtd is running there", cause: error)

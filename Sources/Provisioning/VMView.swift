@@ -16,6 +16,8 @@ public struct VMView: Encodable, Equatable, Sendable {
     public var expiresAt: Date?
     public var interfaces: [InterfaceView]
     public var disks: [DiskView]
+    /// The fleet host the VM is on; null when it was not placed on one.
+    public var host: String?
 
     public struct InterfaceView: Encodable, Equatable, Sendable {
         public var network: String?
@@ -60,8 +62,9 @@ public struct VMView: Encodable, Equatable, Sendable {
         try container.encode(expiresAt, forKey: .expiresAt)
         try container.encode(interfaces, forKey: .interfaces)
         try container.encode(disks, forKey: .disks)
+        try container.encode(host, forKey: .host)
     }
-    enum CodingKeys: String, CodingKey { case name, uuid, state, vcpus, memoryMiB, labels, expiresAt, interfaces, disks }
+    enum CodingKeys: String, CodingKey { case name, uuid, state, vcpus, memoryMiB, labels, expiresAt, interfaces, disks, host }
 
     /// Builds the view from the domain's XML, its state and the leases of its networks.
     public init(definition: DomainDefinition, uuid: UUID, state: Domain.State, leases: [String: [DHCPLease]]) {
@@ -72,6 +75,7 @@ public struct VMView: Encodable, Equatable, Sendable {
         memoryMiB = definition.memoryKiB / 1024
         labels = definition.metadata?.labels ?? [:]
         expiresAt = definition.metadata?.expiresAt
+        host = definition.metadata?.host
         let reserved = definition.metadata?.addresses ?? []
         interfaces = definition.interfaces.map { interface in
             var addresses = reserved.filter { $0.mac == interface.mac && $0.network == interface.network }.map(\.address)

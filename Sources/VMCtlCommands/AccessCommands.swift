@@ -30,7 +30,7 @@ public struct SSH: AsyncParsableCommand {
     public init() {}
 
     public func run() async throws {
-        let ssh = try await global.connect().ssh(to: name, files: SSHFiles(directory: State.localDirectory(for: state.path)), user: login.user,
+        let ssh = try await global.session(forVM: name, state).ssh(to: name, files: SSHFiles(directory: State.localDirectory(for: state.path)), user: login.user,
                                                  identities: login.identities, batch: false, command: command)
         try replaceProcess(with: "/usr/bin/ssh", arguments: ssh.arguments)
     }
@@ -56,7 +56,7 @@ public struct Exec: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        let ssh = try await global.connect().ssh(to: name, files: SSHFiles(directory: State.localDirectory(for: state.path)), user: login.user,
+        let ssh = try await global.session(forVM: name, state).ssh(to: name, files: SSHFiles(directory: State.localDirectory(for: state.path)), user: login.user,
                                                  identities: login.identities, batch: true, command: command)
         try replaceProcess(with: "/usr/bin/ssh", arguments: ssh.arguments)
     }
@@ -98,15 +98,13 @@ public struct Run: AsyncParsableCommand {
 
     public func run() async throws {
         do {
-            let state = try await state.open()
-            let session = try await global.connect()
             let showProgress = !quiet && isatty(STDERR_FILENO) == 1
             var identities = login.identities
             // The private half of each --ssh-key given, where it lies beside it.
             for key in options.sshKeys where key.hasSuffix(".pub") && FileManager.default.fileExists(atPath: String(key.dropLast(4))) {
                 identities.append(String(key.dropLast(4)))
             }
-            let creation = try options.creation(name: vmName, state: state, session: session, showProgress: showProgress)
+            let (creation, session) = try await options.creation(name: vmName, global: global, state: state, showProgress: showProgress)
             let ending = try await OneShot(creation: creation, session: session, timeout: .seconds(timeout), user: login.user,
                                            identities: identities, command: command).run()
             switch ending {
@@ -131,12 +129,13 @@ public struct Console: AsyncParsableCommand {
             to a volume of its own (or to --console-log FILE), read through libvirt.
             """)
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var state: StateOptions
     @Argument(help: "The VM's name.", completion: Complete.vm) var name: String
     @Flag(help: "Print what the console has written so far and exit.") var log = false
     public init() {}
 
     public func run() async throws {
-        let session = try await global.connect()
+        let session = try await global.session(forVM: name, state)
         if log {
             FileHandle.standardOutput.write(try await session.consoleLog(of: name))
             return

@@ -36,10 +36,8 @@ public struct Create: AsyncParsableCommand {
     public func run() async throws {
         let profiler = Profiler.current  // starts the clock
         defer { profiler?.report("create \(name)") }
-        let state = try await state.open()
-        let session = try await global.connect()
         let showProgress = !output.quiet && isatty(STDERR_FILENO) == 1
-        let creation = try options.creation(name: name, state: state, session: session, showProgress: showProgress)
+        let (creation, session) = try await options.creation(name: name, global: global, state: state, showProgress: showProgress)
         let domain = try await creation.run()
         var waitFailure: ProvisioningError?
         if wait != .none {
@@ -145,13 +143,36 @@ public struct CreateOptions: ParsableArguments {
         return type
     }
 
-    /// The create transaction for `name`, progress on stderr when asked.
-    func creation(name: String, state: State, session: Session, showProgress: Bool) throws -> Creation {
+    /// The create transaction for `name` and the session of its host, progress on stderr when
+    /// asked. The host: `--host NAME`; `--host auto`, or no connection named while the fleet has
+    /// hosts: the one placement chooses (the name claimed with it); else the one connection.
+    func creation(name: String, global: GlobalOptions, state stateOptions: StateOptions, showProgress: Bool) async throws -> (Creation, Session) {
         let plan = try plan(name: name)
         let templates = try optionOrEnvironment(self.templates, "VMCTL_TEMPLATES").map(Templates.at) ?? .builtIn
-        return Creation(plan: plan, state: state, connection: session.connection, host: session.host, templates: templates, logger: session.logger,
-                        isLocalHost: isLocal(session.uri), uri: session.uri) { step in
+        let state = try await stateOptions.open()
+        let session: Session
+        var claim: Fleet.Claim?
+        if let fleet = try await placementFleet(global: global, state: stateOptions) {
+            claim = try await Fleet.place(plan, state: state, among: await global.reachFleet(fleet))
+            session = claim!.session
+            if showProgress { Output.say("placed on host \(session.hostName ?? "?")") }
+        } else {
+            session = try await global.connect(stateOptions)
+        }
+        let creation = Creation(plan: plan, state: state, connection: session.connection, host: session.host, templates: templates, logger: session.logger,
+                                isLocalHost: isLocal(session.uri), uri: session.uri, hostName: session.hostName, claim: claim) { step in
             if showProgress { Output.say(step) }
         }
+        return (creation, session)
+    }
+
+    /// The fleet to place the VM in, or nil when it goes on one named connection.
+    private func placementFleet(global: GlobalOptions, state: StateOptions) async throws(ProvisioningError) -> Fleet? {
+        guard global.placesAutomatically else { return try await global.fleet(state) }
+        let fleet = try await state.fleetIfAny(logger: global.logger)
+        guard !fleet.hosts.isEmpty else {
+            throw ProvisioningError(.notFound, "--host auto places the VM on a host of the fleet, and the store has none", hint: "add them with vmctl host add NAME URI")
+        }
+        return fleet
     }
 }

@@ -13,7 +13,8 @@ public struct Doctor: AsyncParsableCommand {
             ranges that no allocation owns, leases on reserved addresses held by another MAC, \
             host routes of routed addresses that are missing or left over, and vmctl's firewall \
             chains or nft tables for bridges no network has (the last two as root, on the \
-            bridges' host). \
+            bridges' host). Across a fleet each host is examined for what was placed on it; a host \
+            that does not answer is reported, and nothing of it is examined or freed. \
             Exit status 0 when nothing (is left) to report, 1 otherwise.
             """)
 
@@ -25,8 +26,12 @@ public struct Doctor: AsyncParsableCommand {
     public init() {}
 
     public func run() async throws {
-        let state = try await state.open()
-        let report = try await global.connect().doctor(state).run(fix: fix)
+        let opened = try await state.open()
+        let report = if let fleet = try await global.fleet(state) {
+            try await Fleet.doctor(await global.reachFleet(fleet), state: opened, fix: fix)
+        } else {
+            try await global.connect(state).doctor(opened).run(fix: fix)
+        }
         try Output.print(report, output)
         if !report.isClean { throw ExitCode.failure }
     }

@@ -74,6 +74,7 @@ extension VMView: Renderable {
             ("labels", labelText.ifEmpty("-")),
             ("expires", expiresAt.map { $0.formatted(.iso8601) } ?? "-"),
         ]
+        if let host { rows.insert(("host", host), at: 1) }
         for (index, interface) in interfaces.enumerated() {
             rows.append(("nic\(index)", "\(interface.network ?? "-") \(interface.mac ?? "-") \(interface.addresses.joined(separator: " "))"))
         }
@@ -87,9 +88,11 @@ extension VMView: Renderable {
 }
 
 extension VMTable: Renderable {
+    /// With a HOST column when any VM was placed on a fleet host.
     var text: String {
-        Output.columns(["NAME", "STATE", "VCPUS", "MEMORY", "ADDRESSES", "LABELS", "EXPIRES"], vms.map { vm in
-            [vm.name, vm.state, "\(vm.vcpus)", "\(vm.memoryMiB)M",
+        let hosts = vms.contains { $0.host != nil }
+        return Output.columns((hosts ? ["NAME", "HOST"] : ["NAME"]) + ["STATE", "VCPUS", "MEMORY", "ADDRESSES", "LABELS", "EXPIRES"], vms.map { vm in
+            [vm.name] + (hosts ? [vm.host ?? "-"] : []) + [vm.state, "\(vm.vcpus)", "\(vm.memoryMiB)M",
              vm.interfaces.flatMap(\.addresses).joined(separator: ",").ifEmpty("-"),
              vm.labelText.ifEmpty("-"),
              vm.expiresAt.map { $0.formatted(.iso8601) } ?? "-"]
@@ -122,6 +125,28 @@ struct ImageTable: Renderable {
         })
     }
     var names: [String] { images.map(\.name) }
+}
+
+/// `host list` and `host add`: the hosts, an array in JSON.
+struct HostTable: Renderable {
+    var hosts: [HostStatus]
+    func encode(to encoder: any Encoder) throws { try hosts.encode(to: encoder) }
+    var text: String {
+        Output.columns(["NAME", "URI", "REACHABLE", "LIBVIRT", "CPUS", "FREE", "VMS", "LABELS"], hosts.map { host in
+            [host.name, host.uri, host.reachable ? "yes" : "no: \(host.error ?? "?")", host.libvirtVersion ?? "-",
+             host.cpus.map(String.init) ?? "-", host.freeMemoryMiB.map { "\($0)M" } ?? "-", host.vms.map(String.init) ?? "-",
+             host.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",").ifEmpty("-")]
+        })
+    }
+    var names: [String] { hosts.map(\.name) }
+}
+
+/// `host rm`: the host forgotten.
+struct RemovedHost: Renderable {
+    var name: String
+    var removed = true
+    var text: String { "removed host \(name)\n" }
+    var names: [String] { [name] }
 }
 
 /// Names only, for `list -q` and friends: read with one listing call, no definitions.
@@ -293,17 +318,20 @@ struct Silent<Model: Encodable>: Renderable {
 
 extension DoctorReport: Renderable {
     var text: String {
-        var lines = undoneCreates.map { "undone abandonedCreate: \($0.message)" }
-        lines += repaired.map { "repaired \($0.kind.rawValue): \($0.message)" }
+        func on(_ host: String?) -> String { host.map { "host \($0): " } ?? "" }
+        var lines = undoneCreates.map { "undone abandonedCreate: \(on($0.host))\($0.message)" }
+        lines += repaired.map { "repaired \($0.kind.rawValue): \(on($0.host))\($0.message)" }
         lines += removedFirewallRules.map { "removed strayFirewallRules: \($0.message)" }
-        lines += abandonedCreates.map { "abandonedCreate: \($0.message)" }
-        lines += findings.map { "\($0.kind.rawValue): \($0.message)" }
+        lines += abandonedCreates.map { "abandonedCreate: \(on($0.host))\($0.message)" }
+        lines += findings.map { "\($0.kind.rawValue): \(on($0.host))\($0.message)" }
         lines += strayFirewallRules.map { "strayFirewallRules: \($0.message)" }
+        lines += unreachableHosts.map { "unreachableHost: \($0); nothing of it was examined, rerun once it answers" }
         if isClean { lines.append("no problems found") }
         return lines.joined(separator: "\n") + "\n"
     }
     var names: [String] {
         abandonedCreates.map(\.name) + findings.map { "\($0.kind.rawValue) \($0.address)" } + strayFirewallRules.map { "strayFirewallRules \($0.bridge)" }
+            + unreachableHosts.map { "unreachableHost \($0.split(separator: " ").dropFirst().first ?? "?")" }
     }
 }
 

@@ -4,8 +4,11 @@ import Provisioning
 
 /// `vmctl list [--label KEY=VALUE]...`
 public struct List: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(abstract: "List the VMs on the connection.", aliases: ["ls"])
+    public static let configuration = CommandConfiguration(
+        abstract: "List the VMs on the connection, or on every host of the fleet (with their host).",
+        discussion: "A fleet host that does not answer is named on stderr and left out; the others are listed.", aliases: ["ls"])
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var state: StateOptions
     @Option(name: .customLong("label"), help: ArgumentHelp("Only VMs with this label (repeatable: all must match).", valueName: "KEY=VALUE"))
     var labels: [String] = []
     @OptionGroup var output: OutputOptions
@@ -18,7 +21,12 @@ public struct List: AsyncParsableCommand {
     public func run() async throws {
         let profiler = Profiler.current  // starts the clock
         defer { profiler?.report("list") }
-        let session = try await global.connect()
+        if let fleet = try await global.fleet(state) {
+            let (table, warnings) = await Fleet.list(await global.reachFleet(fleet), labels: try labels.map(parseLabel))
+            for warning in warnings { Output.say("warning: \(warning)") }
+            return try Output.print(table, output)
+        }
+        let session = try await global.connect(state)
         // Names alone need one listing, not every definition.
         if output.quiet && labels.isEmpty {
             return try Output.print(NameList(list: try await session.domainNames()), output)
@@ -31,12 +39,13 @@ public struct List: AsyncParsableCommand {
 public struct Show: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(abstract: "Show a VM: state, size, labels, addresses, disks.")
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var state: StateOptions
     @Argument(help: "The VM's name.", completion: Complete.vm) var name: String
     @OptionGroup var output: OutputOptions
     public init() {}
 
     public func run() async throws {
-        try Output.print(try await global.connect().view(of: name), output)
+        try Output.print(try await global.session(forVM: name, state).view(of: name), output)
     }
 }
 
@@ -75,17 +84,23 @@ public struct Destroy: AsyncParsableCommand {
     public func run() async throws {
         let profiler = Profiler.current  // starts the clock
         defer { profiler?.report("destroy") }
-        let state = try await state.open()
-        let session = try await global.connect()
+        let opened = try await state.open()
         let selection = DestroySelection(names: names, labels: try labels.map(parseLabel), expired: expired, ignoreMissing: ignoreMissing)
-        let (outcomes, missing) = try await session.destroyer(state, force: force, grace: .seconds(grace)).destroy(selection)
+        let outcomes: [Destroyer.Outcome]
+        let missing: [String]
+        if let fleet = try await global.fleet(state) {
+            (outcomes, missing) = await Fleet.destroy(selection, on: await global.reachFleet(fleet), state: opened, force: force, grace: .seconds(grace))
+        } else {
+            let found = try await global.connect(state).destroyer(opened, force: force, grace: .seconds(grace)).destroy(selection)
+            (outcomes, missing) = (found.outcomes, found.missing.map { "\($0), or pass --ignore-missing" })
+        }
         for outcome in outcomes {
             for volume in outcome.kept { Output.say("kept \(volume)") }
         }
         try Output.print(DestroyResults(results: outcomes.map {
             .init(name: $0.name, destroyed: $0.error == nil, error: $0.error?.description, kept: $0.kept)
         }), output)
-        let failures = missing.map { "\($0), or pass --ignore-missing" }
+        let failures = missing
             + outcomes.compactMap { outcome in outcome.error.map { "cannot destroy VM \(outcome.name): \($0.description)" } }
         try reportTogether(failures)
     }
@@ -102,6 +117,7 @@ public struct Wait: AsyncParsableCommand {
     }
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var state: StateOptions
     @Argument(help: "The VM's name.", completion: Complete.vm) var name: String
     @Option(name: .customLong("for"), help: "ip, ssh, running or shutoff.") var condition: Condition
     @Option(help: "Seconds to wait.") var timeout = 120
@@ -114,7 +130,7 @@ public struct Wait: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        try await global.connect().wait(for: condition.rawValue, vm: name, timeout: .seconds(timeout))
+        try await global.session(forVM: name, state).wait(for: condition.rawValue, vm: name, timeout: .seconds(timeout))
         try Output.print(WaitResult(name: name, condition: condition.rawValue), output)
     }
 }

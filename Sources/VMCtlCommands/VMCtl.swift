@@ -13,7 +13,7 @@ public struct VMCtl: AsyncParsableCommand {
             """,
         version: vmctlVersion,
         subcommands: [Create.self, Run.self, Destroy.self, List.self, Show.self, Start.self, Stop.self, Reboot.self, SSH.self, Exec.self, Console.self,
-                      Wait.self, ImageCommand.self, Info.self, NetworkCommand.self, PoolCommand.self, Doctor.self]
+                      Wait.self, ImageCommand.self, Info.self, NetworkCommand.self, PoolCommand.self, HostCommand.self, Doctor.self]
     )
 
     /// `--connect` given before the subcommand: `vmctl --connect URI info`.

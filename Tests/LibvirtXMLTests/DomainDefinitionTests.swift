@@ -10,7 +10,7 @@ struct DomainDefinitionTests {
         labels: ["ci": "job <42>", "team": "a&b"], image: "/images/base's.qcow2",
         volumes: [.init(pool: "vmctl", name: "web1-root.qcow2", path: "/var/lib/libvirt/vmctl/web1-root.qcow2", role: "root")],
         addresses: [.init(pool: "p1", network: "lan", address: IPAddress("2001:db8::10")!, mac: MACAddress("52:54:00:00:00:01")!)],
-        sshUser: "o'brien")
+        sshUser: "o'brien", host: "rack<1>")
 
     @Test("vmctl metadata survives writing and reading, special characters included")
     func metadataRoundTrip() throws {
