@@ -8,16 +8,23 @@ public import Logging
 /// configured guest is up, and the release of a lease a destroyed guest held.
 public struct HostNetwork: Sendable {
     public var logger: Logger
+    /// Another host whose namespace this is, reached over ssh; nil: the one vmctl runs in.
+    public var remote: SSHDestination?
 
-    public init(logger: Logger) {
+    public init(logger: Logger, remote: SSHDestination? = nil) {
         self.logger = logger
+        self.remote = remote
+    }
+
+    private func tool(_ name: String) -> SystemTool {
+        remote.map { SystemTool(name, on: $0) } ?? SystemTool(name)
     }
 
     /// The routing protocol number vmctl's host routes carry (`ip route ... proto 118`), so that
     /// vmctl lists and removes its own routes and nobody else's.
     public static let routeProtocol = "118"
 
-    private var ip: SystemTool { SystemTool("ip") }
+    private var ip: SystemTool { tool("ip") }
 
     /// Routes `address` (as a /32 or /128) to `bridge`, replacing a route of vmctl's or anyone's
     /// for exactly that address: the address is the guest's now.
@@ -88,9 +95,9 @@ public struct HostNetwork: Sendable {
     /// so that a lease of a guest that is gone does not keep the address from its next owner.
     /// Returns false when `dhcp_release` is not installed.
     public func releaseLease(_ address: IPAddress, mac: MACAddress, bridge: String) async throws(ToolError) -> Bool {
-        let tool = SystemTool("dhcp_release")
-        guard tool.isInstalled, address.family == .ipv4 else { return false }
-        try await tool.run([bridge, address.description, mac.description], logger: logger)
+        let release = tool("dhcp_release")
+        guard release.isInstalled, address.family == .ipv4 else { return false }
+        try await release.run([bridge, address.description, mac.description], logger: logger)
         return true
     }
 

@@ -67,7 +67,64 @@ extension LocalHost {
     }
 }
 
+/// The host of a `qemu+ssh://` connection: routes, leases and neighbours changed with that host's
+/// own `ip` and `dhcp_release`, run over ssh as libvirt reaches it (the URI's user, port, keyfile
+/// and no_verify), so that a routed address's /32 lives on its VM's host.
+public struct SSHHost: HostSide {
+    public let uri: String
+    public let destination: SSHDestination
+    public let logger: Logger
+
+    /// The ssh destination of `uri`, or nil when it is not a `+ssh` URI with a host.
+    public init?(uri: String, logger: Logger = Logger(label: "vmctl")) {
+        guard let url = URLComponents(string: uri), url.scheme?.hasSuffix("+ssh") == true,
+              let host = url.host, !host.isEmpty else { return nil }
+        let query = Dictionary((url.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+        self.uri = uri
+        destination = SSHDestination(user: url.user, host: host, port: url.port, keyFile: query["keyfile"], noVerify: query["no_verify"] == "1")
+        self.logger = logger
+    }
+
+    private var network: HostNetwork { HostNetwork(logger: logger, remote: destination) }
+    private var place: String { "\(destination.host) (over ssh)" }
+
+    public func routesUnavailable(bridge: String) -> String? {
+        if let user = destination.user, user != "root" { return "changing routes on \(destination.host) needs root, and \(uri) logs in as \(user)" }
+        return nil
+    }
+
+    public func addRoute(to address: IPAddress, bridge: String) async throws(ProvisioningError) {
+        do { try await network.addRoute(to: address, bridge: bridge) } catch {
+            throw ProvisioningError(.tool, "cannot route \(address) to bridge \(bridge) on \(place): \(error.description)", cause: error)
+        }
+    }
+
+    public func removeRoute(to address: IPAddress, bridge: String) async throws(ProvisioningError) {
+        do { try await network.removeRoute(to: address, bridge: bridge) } catch {
+            throw ProvisioningError(.tool, "cannot remove the route of \(address) to bridge \(bridge) on \(place): \(error.description)", cause: error)
+        }
+    }
+
+    public func releaseLease(_ address: IPAddress, mac: MACAddress, bridge: String) async -> Bool {
+        do {
+            return try await network.releaseLease(address, mac: mac, bridge: bridge)
+        } catch {
+            logger.debug("dhcp_release \(bridge) \(address) \(mac) on \(place) failed: \(error.description)")
+            return false
+        }
+    }
+
+    public func forgetNeighbour(_ address: IPAddress, bridge: String) async {
+        await network.forgetNeighbour(address, bridge: bridge)
+    }
+}
+
 extension Session {
-    /// The host this session's connection is on, as reservations change it.
-    public var host: LocalHost { LocalHost(uri: uri, logger: logger) }
+    /// The host this session's connection is on, as reservations change it: this machine's
+    /// namespace for a local URI, the host over ssh for `qemu+ssh://`, else one where nothing
+    /// can be changed (`LocalHost` refuses another host's routes).
+    public var host: any HostSide {
+        if !isLocal(uri), let remote = SSHHost(uri: uri, logger: logger) { return remote }
+        return LocalHost(uri: uri, logger: logger)
+    }
 }

@@ -58,7 +58,7 @@ public struct Session: Sendable {
     public func wait(for condition: String, vm name: String, timeout: Duration) async throws(ProvisioningError) {
         let domain = try await connection.existingDomain(name)
         if condition == "ip" {
-            try await waitForAddresses(of: domain, on: connection, host: host, timeout: timeout)
+            try await waitForAddresses(of: domain, on: connection, host: LocalHost(uri: uri, logger: logger), timeout: timeout)
         } else if condition == "ssh" {
             try await waitForSSH(name, timeout: timeout)
         } else {

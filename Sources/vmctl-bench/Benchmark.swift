@@ -2,6 +2,7 @@ import Addressing
 import AllocationStore
 import Foundation
 import Libvirt
+import PostgresStore
 import Provisioning
 
 /// vmctl's benchmarks against the libvirtd in $VMCTL_CONNECT (scripts/bench and
@@ -132,6 +133,88 @@ enum Reservations {
         }
         if let open = medians["open"] {
             print("ratios to open: " + modes.map { String(format: "%@ %.0fx", $0 as NSString, medians[$0]! / open) }.joined(separator: ", "))
+        }
+        try await StoreBackends.run(connection: connection, uri: uri, scratch: scratch)
+    }
+}
+
+/// The two stores side by side (issue 17): SQLite's file and a PostgreSQL server
+/// ($VMCTL_BENCH_POSTGRES, scripts/bench-reservations starts one with fsync on, as durable as
+/// SQLite's synchronous=FULL), on the same nat network.
+enum StoreBackends {
+    static func run(connection: Connection, uri: String, scratch: URL) async throws {
+        guard let server = ProcessInfo.processInfo.environment["VMCTL_BENCH_POSTGRES"] else {
+            throw ProvisioningError(.invalidValue, "VMCTL_BENCH_POSTGRES is not set", hint: "run scripts/bench-reservations")
+        }
+        let runs = Reservations.runs, concurrent = Reservations.concurrent
+        let sqlitePath = scratch.appendingPathComponent("backends.sqlite").path
+        let backends: [(name: String, open: @Sendable () throws -> any StateStore)] = [
+            ("sqlite", { try SQLiteStore(path: sqlitePath) }),
+            ("postgres", { try PostgresStore(try PostgresURL(server), localDirectory: scratch.path) }),
+        ]
+        let network = try await connection.defineNetwork(xml: """
+            <network><name>bench-backends</name><forward mode='nat'/><bridge name='vbenchbk'/>
+              <ip address='10.231.0.1' prefix='24'><dhcp><range start='10.231.0.200' end='10.231.0.250'/></dhcp></ip>
+            </network>
+            """)
+        try await network.start()
+        defer { Task { try? await network.destroy(); try? await network.undefine() } }
+        print("")
+        print("the two stores side by side, nat network, \(runs) runs after a warm-up; \(concurrent) at once")
+        print("store      reserve median ms   \(concurrent) reserves at once, total ms   allocate+release median ms   \(concurrent) clients at once, total ms")
+        var figures: [String: [Double]] = [:]
+        for (index, backend) in backends.enumerated() {
+            let store = try backend.open()
+            let pool = Pool(name: "bench-\(backend.name)", network: "bench-backends",
+                            layout: try PoolLayout(ranges: [AddressRange("10.231.0.10-10.231.0.199")!],
+                                                   subnets: [(Subnet("10.231.0.0/24")!, IPAddress("10.231.0.1"))]),
+                            allUsable: false)
+            try store.create(pool)
+            let reservations = Provisioning.Reservations(state: State(store: store), connection: connection, host: LocalHost(uri: uri))
+            @Sendable func mac(_ n: Int) -> MACAddress { MACAddress(bytes: [0x52, 0x54, 0x00, 0xbf, UInt8(index), UInt8(n)])! }
+            var made = try await reservations.reserve(from: pool, mac: mac(0), owner: "warm-up")
+            var reserve: [Double] = []
+            for n in 1...runs {
+                let start = ContinuousClock.now
+                made += try await reservations.reserve(from: pool, mac: mac(n), owner: "vm\(n)")
+                reserve.append(milliseconds(ContinuousClock.now - start))
+            }
+            let start = ContinuousClock.now
+            made += try await withThrowingTaskGroup(of: [Allocation].self) { group in
+                for n in 0..<concurrent { group.addTask { try await reservations.reserve(from: pool, mac: mac(100 + n), owner: "c\(n)") } }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            let together = milliseconds(ContinuousClock.now - start)
+            for allocation in made { try await reservations.release(allocation) }
+            // The store alone: one transaction each way, then 20 clients (each its own
+            // connection, as 20 vmctl processes) allocating at once.
+            var transaction: [Double] = []
+            for n in 0..<runs {
+                let start = ContinuousClock.now
+                let allocation = try store.allocate(from: pool.name, family: .ipv4, ownerName: "s\(n)", mac: mac(200 + n))
+                _ = try store.release(allocation.address, from: pool.name)
+                transaction.append(milliseconds(ContinuousClock.now - start))
+            }
+            let clients = try (0..<concurrent).map { _ in try backend.open() }
+            let clientStart = ContinuousClock.now
+            DispatchQueue.concurrentPerform(iterations: concurrent) { n in
+                _ = try? clients[n].allocate(from: pool.name, family: .ipv4, ownerName: "p\(n)", mac: mac(230 + n))
+            }
+            let clientTotal = milliseconds(ContinuousClock.now - clientStart)
+            let held = try store.allocations(in: pool.name)
+            guard held.count == concurrent, Set(held.map(\.address)).count == concurrent else {
+                throw ProvisioningError(.conflict, "\(backend.name): \(concurrent) clients got \(held.count) allocations")
+            }
+            try store.deletePool(named: pool.name, force: true)
+            reserve.sort()
+            transaction.sort()
+            figures[backend.name] = [reserve[runs / 2], together, transaction[runs / 2], clientTotal]
+            print(backend.name.padding(toLength: 9, withPad: " ", startingAt: 0)
+                  + String(format: " %19.1f %35.0f %28.2f %31.0f", reserve[runs / 2], together, transaction[runs / 2], clientTotal))
+        }
+        if let sqlite = figures["sqlite"], let postgres = figures["postgres"] {
+            print("ratios postgres/sqlite: " + zip(["reserve", "\(concurrent) reserves", "transaction", "\(concurrent) clients"], zip(postgres, sqlite))
+                .map { String(format: "%@ %.2fx", $0.0 as NSString, $0.1.0 / $0.1.1) }.joined(separator: ", "))
         }
     }
 }

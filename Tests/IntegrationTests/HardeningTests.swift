@@ -158,6 +158,20 @@ extension Integration {
                 }
                 cases.append((["info", "--connect", "qemu:///system?socket=/nonexistent/\(id).sock"], "/nonexistent/\(id).sock"))
                 cases.append((["frobnicate"], "frobnicate"))
+                // The fleet's: host names and labels, a host that does not answer, --host auto
+                // outside create, unknown hosts, state URLs (the password never printed).
+                for name in ["bad!", "auto", "", String(repeating: "h", count: 64)] {
+                    cases.append((["host", "add", name, setup.harness.uri], name.isEmpty ? "''" : name))
+                }
+                cases.append((["host", "add", "hb-\(id)", setup.harness.uri, "--label", "nolabel"], "nolabel"))
+                cases.append((["host", "add", "hb-\(id)", "qemu:///system?socket=/nonexistent/\(id)-host.sock"], "/nonexistent/\(id)-host.sock"))
+                cases.append((["host", "rm", "nohost-\(id)"], "nohost-\(id)"))
+                cases.append((["list", "--host", "nohost-\(id)"], "nohost-\(id)"))
+                cases.append((["show", "x", "--host", "auto"], "--host auto"))
+                for (url, named) in [("postgres://db/fleet", "no user"), ("postgres://u@/fleet", "no host"), ("postgres://u@h/d?sslmode=verify", "verify"),
+                                     ("postgres://u:secret@h/d?bogus=1", "postgres://u:***@h/d?bogus=1"), ("postgres://u@h:0/d", "bad port 0")] {
+                    cases.append((["pool", "list", "--state", url], named))
+                }
 
                 #expect(cases.count >= 150, "\(cases.count) inputs")
                 print("hardening: \(cases.count) bad inputs")
@@ -169,7 +183,9 @@ extension Integration {
                     #expect(lines.count == 1, "\(arguments): \(result.standardError)")
                     #expect(result.standardError.contains(value), "\(arguments): \(result.standardError) does not name \(value)")
                     #expect(result.standardOutput.isEmpty || arguments.first == "destroy", "\(arguments): \(result.standardOutput)")
+                    #expect(!result.standardError.contains("secret"), "\(arguments): a password in \(result.standardError)")
                 }
+                #expect(try setup.vmctl("host", "list", "-q").standardOutput.isEmpty, "a refused host add recorded a host")
                 #expect(try String(contentsOf: existingLog, encoding: .utf8) == "keep me\n")
                 let after = try await snapshot(setup)
                 #expect(before == after, "\(zip(before, after).first { $0 != $1 }.map { "\($0.0)\n--\n\($0.1)" } ?? "counts differ")")

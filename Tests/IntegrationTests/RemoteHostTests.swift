@@ -17,12 +17,15 @@ struct RemoteHost {
     let client: URL
     /// Put first on PATH: the ssh that keeps known_hosts out of ~/.ssh.
     let path: String
+    /// The network namespace of its daemons (and bridges).
+    let netns: String
 
     static func require() throws -> RemoteHost {
         func value(_ name: String) throws -> String { try requiredVariable(name, "the remote tests need scripts/remote-host") }
         return RemoteHost(uri: try value("VMCTL_REMOTE_URI"), socketURI: try value("VMCTL_REMOTE_SOCKET_URI"),
                           directory: URL(fileURLWithPath: try value("VMCTL_REMOTE_DIR")),
-                          client: URL(fileURLWithPath: try value("VMCTL_REMOTE_CLIENT")), path: try value("VMCTL_REMOTE_PATH"))
+                          client: URL(fileURLWithPath: try value("VMCTL_REMOTE_CLIENT")), path: try value("VMCTL_REMOTE_PATH"),
+                          netns: try value("VMCTL_REMOTE_NETNS"))
     }
 
     /// Runs scripts/remote-host with `verb` (stop-libvirtd, start-libvirtd).
@@ -168,6 +171,42 @@ extension Integration {
             #expect(try FileManager.default.contentsOfDirectory(atPath: pool0.path).isEmpty)
             #expect(try await harness.hostEntries(try await after.network(named: network), inactive: false).isEmpty)
             #expect(try vmctl("pool", "show", pool, "--format", "json").standardOutput.contains("\"used\" : 0"))
+        }
+
+        @Test("a routed address outside the network's subnets gets its /32 on the VM's host, made and removed over ssh", .timeLimit(.minutes(3)))
+        func routeOnTheVMsHost() async throws {
+            let harness = try Harness.require()
+            let remote = try RemoteHost.require()
+            let id = uniqueSuffix()
+            let state = try harness.scratch("remote-route-\(id)").appendingPathComponent("state.db").path
+            func vmctl(_ arguments: String...) throws -> ProcessResult { try remote.vmctl(from: harness.netns, state: state, arguments) }
+            let network = "rrt-\(id)", pool = "rrp-\(id)", name = "rrv-\(id)"
+            let octet = Int.random(in: 2...250)
+            let made = try vmctl("network", "create", network, "--mode", "route", "--ipv4", "10.235.\(octet).1/24", "-q")
+            #expect(made.status == 0, "\(made.standardError)")
+            let address = "203.0.113.\(8 * (octet % 30))"
+            let pooled = try vmctl("pool", "create", pool, "--network", network, "--range", "\(address)/29", "--all-usable", "-q")
+            #expect(pooled.status == 0, "\(pooled.standardError)")
+            defer {
+                _ = try? vmctl("destroy", name, "--force", "--ignore-missing")
+                _ = try? vmctl("pool", "destroy", pool, "--force")
+                _ = try? vmctl("network", "destroy", network, "--force")
+            }
+            let created = try vmctl("create", name, "--kernel", harness.kernel, "--initrd", harness.initrd, "--cmdline", "console=ttyS0",
+                                    "--memory", "128", "--network", "\(network),pool=\(pool)", "--format", "json")
+            #expect(created.status == 0, "\(created.standardError)")
+            let bridge = try #require(try await Connection.open(remote.socketURI).network(named: network).definition().bridge)
+            func routes() throws -> String {
+                try runProcess("/usr/sbin/ip", ["-n", remote.netns, "-4", "route", "show", "proto", "118"]).standardOutput
+            }
+            let routed = try routes()
+            #expect(routed.contains("\(address) dev \(bridge)"), "\(routed)")
+            // Never on the client's side, where vmctl runs.
+            #expect(try !harness.ip("-4", "route", "show", "proto", "118").standardOutput.contains(address))
+            let destroyed = try vmctl("destroy", name, "--force")
+            #expect(destroyed.status == 0, "\(destroyed.standardError)")
+            let after = try routes()
+            #expect(!after.contains(address), "\(after)")
         }
 
         @Test("refused before anything is made: the host firewall of a remote host (with the command to run there), an image pulled to another host")

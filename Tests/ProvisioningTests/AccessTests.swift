@@ -1,4 +1,5 @@
 import Foundation
+import HostFirewall
 import Testing
 @testable import Provisioning
 
@@ -123,5 +124,22 @@ struct ProcessTagTests {
         #expect(!ProcessTag.isAlive(reusedPID))
         let elsewhere = "0123456789abcdef0123456789abcdef:\(parts[1]):\(parts[2]):\(parts[3])"
         #expect(ProcessTag.isAlive(elsewhere) && ProcessTag.isElsewhere(elsewhere))
+    }
+}
+
+@Suite("The host side of a qemu+ssh connection")
+struct SSHHostTests {
+    @Test("a qemu+ssh URI's user, host, port, keyfile and no_verify become ssh's; other URIs have no ssh host")
+    func destination() throws {
+        let host = try #require(SSHHost(uri: "qemu+ssh://root@hv1.example:2222/system?keyfile=/k/id&no_verify=1&socket=/run/libvirt/libvirt-sock"))
+        #expect(host.destination == SSHDestination(user: "root", host: "hv1.example", port: 2222, keyFile: "/k/id", noVerify: true))
+        #expect(host.destination.arguments == ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", "2222", "-i", "/k/id",
+                                               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                                               "root@hv1.example"])
+        #expect(host.routesUnavailable(bridge: "virbr1") == nil)
+        #expect(SSHHost(uri: "qemu+ssh://ops@hv2/system")?.routesUnavailable(bridge: "virbr1") == "changing routes on hv2 needs root, and qemu+ssh://ops@hv2/system logs in as ops")
+        #expect(SSHHost(uri: "qemu+ssh://hv2/system")?.destination.arguments.last == "hv2")
+        #expect(SSHHost(uri: "qemu:///system") == nil && SSHHost(uri: "qemu+tls://hv3/system") == nil)
+        #expect(SSHDestination.quoted("it's") == "'it'\\''s'")
     }
 }
