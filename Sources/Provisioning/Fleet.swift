@@ -93,47 +93,89 @@ public struct Fleet: Sendable {
     /// each network defined and running there; with the host's free memory and vmctl VMs. The
     /// rest are given with the reason, for the error when none is left.
     public static func candidates(for networks: Set<String>, among members: [Member]) async -> (usable: [(Session, PlacementCandidate)], refused: [String]) {
-        await withTaskGroup(of: (Int, Result<(Session, PlacementCandidate), ProvisioningError>).self) { group in
-            for (index, member) in members.enumerated() {
-                group.addTask {
-                    let session: Session
-                    switch member.session {
-                    case .failure(let error): return (index, .failure(error))
-                    case .success(let reached): session = reached
-                    }
-                    do throws(ProvisioningError) {
-                        for network in networks.sorted() {
-                            guard let found = try await session.connection.networkIfExists(network),
-                                  try await libvirtCall("read network \(network)", { () async throws(LibvirtError) in try await found.isActive() }) else {
-                                throw ProvisioningError(.notFound, "no running network \(network)")
-                            }
-                        }
-                        let free = try await libvirtCall("read the free memory") { () async throws(LibvirtError) in try await session.connection.freeMemory() }
-                        let vms = try await vmctlDomainCount(on: session.connection)
-                        return (index, .success((session, PlacementCandidate(host: member.name, freeMemory: free, vms: vms))))
-                    } catch {
-                        return (index, .failure(error))
-                    }
-                }
-            }
-            var results: [(Int, Result<(Session, PlacementCandidate), ProvisioningError>)] = []
+        let results = await withTaskGroup(of: Candidacy.self) { group in
+            for member in members { group.addTask { await Candidacy.of(member, networks: networks) } }
+            var results: [Candidacy] = []
             for await result in group { results.append(result) }
-            var usable: [(Session, PlacementCandidate)] = []
-            var refused: [String] = []
-            for (index, result) in results.sorted(by: { $0.0 < $1.0 }) {
-                switch result {
-                case .success(let candidate): usable.append(candidate)
-                case .failure(let error): refused.append("\(members[index].name): \(error.message)")
-                }
-            }
-            return (usable, refused)
+            return results
         }
+        var usable: [(Session, PlacementCandidate)] = []
+        var refused: [String] = []
+        for member in members {
+            guard let result = results.first(where: { $0.host == member.name }) else { continue }
+            if let candidate = result.candidate, let session = member.reachable {
+                usable.append((session, candidate))
+            } else {
+                refused.append("\(member.name): \(result.refusal ?? "unreachable")")
+            }
+        }
+        return (usable, refused)
     }
 
     /// How many of the host's domains vmctl created (they carry its metadata).
     static func vmctlDomainCount(on connection: Connection) async throws(ProvisioningError) -> Int {
         try await VMReader(connection: connection).readAll().filter { $0.1.metadata != nil }.count
     }
+}
+
+/// What one host's `destroy` gave in `Fleet.destroy`.
+struct Destroyed: Sendable {
+    var host: String
+    var outcomes: [Destroyer.Outcome]
+    var error: String?
+
+    static func of(_ selection: DestroySelection, on session: Session, host: String, state: State, force: Bool, grace: Duration) async -> Destroyed {
+        do {
+            return Destroyed(host: host, outcomes: try await session.destroyer(state, force: force, grace: grace).destroy(selection).outcomes, error: nil)
+        } catch {
+            return Destroyed(host: host, outcomes: [], error: error.description)
+        }
+    }
+}
+
+/// A host measured for placement (`Fleet.candidates`), or why it cannot take the VM.
+struct Candidacy: Sendable {
+    var host: String
+    var candidate: PlacementCandidate?
+    var refusal: String?
+
+    static func of(_ member: Fleet.Member, networks: Set<String>) async -> Candidacy {
+        do {
+            let session = try member.session.get()
+            for network in networks.sorted() {
+                guard let found = try await session.connection.networkIfExists(network),
+                      try await libvirtCall("read network \(network)", { () async throws(LibvirtError) in try await found.isActive() }) else {
+                    return Candidacy(host: member.name, candidate: nil, refusal: "no running network \(network)")
+                }
+            }
+            let free = try await libvirtCall("read the free memory") { () async throws(LibvirtError) in try await session.connection.freeMemory() }
+            let vms = try await Fleet.vmctlDomainCount(on: session.connection)
+            return Candidacy(host: member.name, candidate: PlacementCandidate(host: member.name, freeMemory: free, vms: vms), refusal: nil)
+        } catch {
+            return Candidacy(host: member.name, candidate: nil, refusal: error.message)
+        }
+    }
+}
+
+/// One host's VMs for `Fleet.list`, or why there are none.
+struct Listing: Sendable {
+    var host: String
+    var vms: [VMView]
+    var error: String?
+
+    static func of(_ session: Session, host: String, labels: [LabelPair]) async -> Listing {
+        do {
+            return Listing(host: host, vms: try await session.reader.list(labels: labels.map { ($0.key, $0.value) }).vms, error: nil)
+        } catch {
+            return Listing(host: host, vms: [], error: error.message)
+        }
+    }
+}
+
+/// A label as a Sendable value (a tuple of two strings is not one).
+struct LabelPair: Sendable {
+    var key: String
+    var value: String
 }
 
 /// What `vmctl host list` shows of one host.
@@ -283,7 +325,7 @@ public struct FleetHosts: Sendable {
         case .failure:
             break
         }
-        if !force, let first = allocations.first ?? nil {
+        if !force, let first = allocations.first {
             throw ProvisioningError(.conflict, "the store still holds \(allocations.count) address\(allocations.count == 1 ? "" : "es") of VMs on host \(name) (\(first.address), owner \(first.ownerName))",
                                     hint: "run vmctl doctor --fix --host \(name) first")
         }
@@ -300,26 +342,27 @@ extension Fleet {
     /// Every VM of the reachable members carrying all of `labels`, by name then host, each with
     /// its host; a host that fails while listed is a warning, like one that did not answer.
     public static func list(_ members: [Member], labels: [(key: String, value: String)]) async -> (table: VMTable, warnings: [String]) {
-        let results = await withTaskGroup(of: (String, Result<VMTable, ProvisioningError>).self) { group in
+        let labelPairs = labels.map { LabelPair(key: $0.key, value: $0.value) }
+        // Each child returns a plain struct from a static function (as `HostStatus.of`, and
+        // `Destroyed`, `Candidacy`): a tuple holding a Result, or a generic struct built by an
+        // async initialiser, crashed release builds (Swift 6.3: a bad copy when the task group
+        // hands the child's value over).
+        let results = await withTaskGroup(of: Listing.self) { group in
             for member in members {
                 guard let session = member.reachable else { continue }
-                group.addTask {
-                    do throws(ProvisioningError) { return (member.name, .success(try await session.reader.list(labels: labels))) } catch {
-                        return (member.name, .failure(error))
-                    }
-                }
+                group.addTask { await Listing.of(session, host: member.name, labels: labelPairs) }
             }
-            var results: [(String, Result<VMTable, ProvisioningError>)] = []
+            var results: [Listing] = []
             for await result in group { results.append(result) }
             return results
         }
         var vms: [VMView] = []
         var warnings: [String] = []
-        for (host, result) in results {
-            switch result {
-            case .success(let table): vms += table.vms.map { vm in var vm = vm; vm.host = host; return vm }
-            case .failure(let error): warnings.append("host \(host) failed while listed: \(error.message); its VMs are left out")
+        for result in results {
+            if let error = result.error {
+                warnings.append("host \(result.host) failed while listed: \(error); its VMs are left out")
             }
+            vms += result.vms.map { vm in var vm = vm; vm.host = result.host; return vm }
         }
         return (VMTable(vms: vms.sorted { ($0.name, $0.host ?? "") < ($1.name, $1.host ?? "") }), warnings)
     }
@@ -330,28 +373,20 @@ extension Fleet {
     public static func destroy(_ selection: DestroySelection, on members: [Member], state: State, force: Bool, grace: Duration)
         async -> (outcomes: [Destroyer.Outcome], failures: [String]) {
         let perHost = DestroySelection(names: selection.names, labels: selection.labels, expired: selection.expired, ignoreMissing: true)
-        let results = await withTaskGroup(of: (String, Result<[Destroyer.Outcome], ProvisioningError>).self) { group in
+        let results = await withTaskGroup(of: Destroyed.self) { group in
             for member in members {
                 guard let session = member.reachable else { continue }
-                group.addTask {
-                    do throws(ProvisioningError) {
-                        return (member.name, .success(try await session.destroyer(state, force: force, grace: grace).destroy(perHost).outcomes))
-                    } catch {
-                        return (member.name, .failure(error))
-                    }
-                }
+                group.addTask { await Destroyed.of(perHost, on: session, host: member.name, state: state, force: force, grace: grace) }
             }
-            var results: [(String, Result<[Destroyer.Outcome], ProvisioningError>)] = []
+            var results: [Destroyed] = []
             for await result in group { results.append(result) }
-            return results.sorted { $0.0 < $1.0 }
+            return results.sorted { $0.host < $1.host }
         }
         var outcomes: [Destroyer.Outcome] = []
         var failures: [String] = []
-        for (host, result) in results {
-            switch result {
-            case .success(let done): outcomes += done
-            case .failure(let error): failures.append("cannot destroy on host \(host): \(error.description)")
-            }
+        for result in results {
+            outcomes += result.outcomes
+            if let error = result.error { failures.append("cannot destroy on host \(result.host): \(error)") }
         }
         for member in members where member.reachable == nil {
             failures.append("\(member.unreachableWarning ?? "host \(member.name) did not answer"): its VMs were not destroyed; rerun once it answers")

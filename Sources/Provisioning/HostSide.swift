@@ -114,9 +114,9 @@ public struct SSHHost: HostSide {
         }
     }
 
-    public func forgetNeighbour(_ address: IPAddress, bridge: String) async {
-        await network.forgetNeighbour(address, bridge: bridge)
-    }
+    /// Nothing: only `wait` reads a neighbour table, and only where the bridge is in vmctl's own
+    /// namespace; an ssh round trip per released address would buy nothing.
+    public func forgetNeighbour(_ address: IPAddress, bridge: String) async {}
 }
 
 extension Session {

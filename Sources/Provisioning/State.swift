@@ -36,11 +36,16 @@ public struct State: Sendable {
 
     /// The server a `--state` value names, or nil for a file path.
     static func serverURL(_ location: String) throws(ProvisioningError) -> PostgresURL? {
-        guard location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") else { return nil }
+        guard isServer(location) else { return nil }
         do { return try PostgresURL(location) } catch {
             throw ProvisioningError(.invalidValue, "bad state URL \(PostgresURL.redacted(location)): \(error)",
                                     hint: "write it as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require] or postgres://USER@/DATABASE?host=/SOCKET/DIRECTORY")
         }
+    }
+
+    /// Whether `location` names a PostgreSQL server rather than a file.
+    public static func isServer(_ location: String) -> Bool {
+        location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
     }
 
     /// Where a client of a PostgreSQL store keeps its own files: vmctl's default data directory.
@@ -50,7 +55,7 @@ public struct State: Sendable {
 
     /// This client's own directory for the store at `location` (see ``StateStore/localDirectory``).
     public static func localDirectory(for location: String) -> String {
-        if (try? serverURL(location)) ?? nil != nil { return defaultLocalDirectory }
+        if isServer(location) { return defaultLocalDirectory }
         let directory = (location as NSString).deletingLastPathComponent
         return directory.isEmpty ? "." : directory
     }

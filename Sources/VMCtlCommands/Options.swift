@@ -119,7 +119,7 @@ public struct StateOptions: ParsableArguments {
     /// The fleet's hosts; none when the state is a file that does not exist yet (it is not made
     /// for that question).
     func fleetIfAny(logger: Logger) async throws(ProvisioningError) -> Fleet {
-        if !path.contains("://"), !FileManager.default.fileExists(atPath: path) { return Fleet(hosts: [], logger: logger) }
+        if !State.isServer(path), !FileManager.default.fileExists(atPath: path) { return Fleet(hosts: [], logger: logger) }
         return try await Fleet.load(try await open(), logger: logger)
     }
 
