@@ -72,8 +72,13 @@ public struct Creation: Sendable {
     public func run() async throws(ProvisioningError) -> Domain {
         let interrupts = Interrupts()
         interrupts.install()
-        defer { interrupts.remove() }
-        return try await run(interrupts: interrupts)
+        let result = await outcome { () async throws(ProvisioningError) -> Domain in try await run(interrupts: interrupts) }
+        interrupts.remove()
+        // A signal whose handler ran after the create had finished (between its last check and
+        // the removal of the handlers): the VM is complete, and the signal ends the process now,
+        // as it would have without handlers; it is never swallowed into a success.
+        if case .success = result, let number = interrupts.receivedNumber { raise(number) }
+        return try result.get()
     }
 
     /// The create, with signals handled by `interrupts`, which the caller installed and keeps
@@ -619,6 +624,16 @@ final class Interrupts {
     private var sources: [any DispatchSourceSignal] = []
 
     var received: String? { record.state.withLock { $0.received } }
+
+    /// The number of the signal received, if one was.
+    var receivedNumber: Int32? {
+        switch received {
+        case "SIGINT": SIGINT
+        case "SIGTERM": SIGTERM
+        case "SIGHUP": SIGHUP
+        default: nil
+        }
+    }
 
     /// Called on the first signal; at once if one arrived before it was set.
     var onSignal: (@Sendable () -> Void)? {

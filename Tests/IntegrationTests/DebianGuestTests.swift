@@ -68,7 +68,11 @@ extension Integration {
 
             /// The last lines of a guest's console, for failure messages.
             func consoleTail(_ name: String) -> String {
-                String(((try? String(contentsOf: console(name), encoding: .utf8)) ?? "").suffix(2500))
+                // `answer` names a VM by its role ("slaac"); its console is that of "slaac-ID".
+                let file = FileManager.default.fileExists(atPath: console(name).path) ? console(name)
+                    : ((try? FileManager.default.contentsOfDirectory(atPath: scratch.path)) ?? [])
+                        .first { $0.hasPrefix(name + "-") && $0.hasSuffix("-console.log") }.map { scratch.appendingPathComponent($0) } ?? console(name)
+                return String(((try? String(contentsOf: file, encoding: .utf8)) ?? "").suffix(2500))
             }
 
             /// Waits for SSH as `debian` from the internet namespace and returns what `command` printed.
