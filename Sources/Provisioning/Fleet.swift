@@ -112,9 +112,9 @@ public struct Fleet: Sendable {
         return (usable, refused)
     }
 
-    /// How many of the host's domains vmctl created (they carry its metadata).
-    static func vmctlDomainCount(on connection: Connection) async throws(ProvisioningError) -> Int {
-        try await VMReader(connection: connection).readAll().filter { $0.1.metadata != nil }.count
+    /// The names of the host's domains vmctl created (they carry its metadata).
+    static func vmctlDomains(on connection: Connection) async throws(ProvisioningError) -> [String] {
+        try await VMReader(connection: connection).readAll().filter { $0.1.metadata != nil }.map(\.0.name)
     }
 }
 
@@ -149,7 +149,7 @@ struct Candidacy: Sendable {
                 }
             }
             let free = try await libvirtCall("read the free memory") { () async throws(LibvirtError) in try await session.connection.freeMemory() }
-            let vms = try await Fleet.vmctlDomainCount(on: session.connection)
+            let vms = try await Fleet.vmctlDomains(on: session.connection).count
             return Candidacy(host: member.name, candidate: PlacementCandidate(host: member.name, freeMemory: free, vms: vms), refusal: nil)
         } catch {
             return Candidacy(host: member.name, candidate: nil, refusal: error.message)
@@ -202,7 +202,7 @@ public struct HostStatus: Encodable, Sendable {
             let (version, node, free) = try await libvirtCall("read the host") { () async throws(LibvirtError) in
                 (try await connection.libvirtVersion(), try await connection.nodeInfo(), try await connection.freeMemory())
             }
-            status.vms = try await Fleet.vmctlDomainCount(on: connection)
+            status.vms = try await Fleet.vmctlDomains(on: connection).count
             status.reachable = true
             status.libvirtVersion = version.description
             status.cpus = node.cpus
@@ -314,7 +314,7 @@ public struct FleetHosts: Sendable {
         }
         switch await Fleet.open(record, logger: logger) {
         case .success(let session):
-            let vms = try await VMReader(connection: session.connection).readAll().filter { $0.1.metadata != nil }.map(\.0.name)
+            let vms = try await Fleet.vmctlDomains(on: session.connection)
             if !vms.isEmpty {
                 throw ProvisioningError(.conflict, "host \(name) still has \(vms.count) vmctl VM\(vms.count == 1 ? "" : "s"): \(vms.joined(separator: ", "))",
                                         hint: "destroy them first (vmctl destroy --host \(name) NAME...)")

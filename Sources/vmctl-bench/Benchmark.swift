@@ -40,6 +40,25 @@ enum Reservations {
     static let runs = 30
     static let concurrent = 20
 
+    /// `runs` reservations one after another after a warm-up (each timed), then `concurrent` at
+    /// once (timed together); returns what was made, for the caller to release.
+    static func measure(_ reservations: Provisioning.Reservations, pool: Pool, mac: @escaping @Sendable (Int) -> MACAddress)
+        async throws -> (made: [Allocation], samples: [Double], together: Double) {
+        var made = try await reservations.reserve(from: pool, mac: mac(0), owner: "warm-up")
+        var samples: [Double] = []
+        for n in 1...runs {
+            let start = ContinuousClock.now
+            made += try await reservations.reserve(from: pool, mac: mac(n), owner: "vm\(n)")
+            samples.append(milliseconds(ContinuousClock.now - start))
+        }
+        let start = ContinuousClock.now
+        made += try await withThrowingTaskGroup(of: [Allocation].self) { group in
+            for n in 0..<concurrent { group.addTask { try await reservations.reserve(from: pool, mac: mac(100 + n), owner: "c\(n)") } }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        return (made, samples, milliseconds(ContinuousClock.now - start))
+    }
+
     static func run() async throws {
         guard let uri = ProcessInfo.processInfo.environment["VMCTL_CONNECT"] else {
             throw ProvisioningError(.invalidValue, "VMCTL_CONNECT is not set", hint: "run scripts/bench-reservations")
@@ -67,24 +86,12 @@ enum Reservations {
             let pool = Pool(name: name, network: name, layout: layout, allUsable: false)
             try store.create(pool)
             var made: [Allocation] = []
-            func mac(_ n: Int) -> MACAddress { MACAddress(bytes: [0x52, 0x54, 0x00, 0xbe, UInt8(index), UInt8(n)])! }
+            @Sendable func mac(_ n: Int) -> MACAddress { MACAddress(bytes: [0x52, 0x54, 0x00, 0xbe, UInt8(index), UInt8(n)])! }
 
-            made += try await reservations.reserve(from: pool, mac: mac(0), owner: "warm-up")
-            var samples: [Double] = []
-            for n in 1...runs {
-                let start = ContinuousClock.now
-                made += try await reservations.reserve(from: pool, mac: mac(n), owner: "vm\(n)")
-                samples.append(milliseconds(ContinuousClock.now - start))
-            }
-            let start = ContinuousClock.now
-            let batch = try await withThrowingTaskGroup(of: [Allocation].self) { group in
-                for n in 0..<concurrent {
-                    group.addTask { try await reservations.reserve(from: pool, mac: mac(100 + n), owner: "c\(n)") }
-                }
-                return try await group.reduce(into: []) { $0 += $1 }
-            }
-            let total = milliseconds(ContinuousClock.now - start)
-            made += batch
+            let measured = try await measure(reservations, pool: pool, mac: mac)
+            made += measured.made
+            var samples = measured.samples
+            let total = measured.together
             samples.sort()
             let median = samples[samples.count / 2]
             medians[mode] = median
@@ -172,19 +179,10 @@ enum StoreBackends {
             try store.create(pool)
             let reservations = Provisioning.Reservations(state: State(store: store), connection: connection, host: LocalHost(uri: uri))
             @Sendable func mac(_ n: Int) -> MACAddress { MACAddress(bytes: [0x52, 0x54, 0x00, 0xbf, UInt8(index), UInt8(n)])! }
-            var made = try await reservations.reserve(from: pool, mac: mac(0), owner: "warm-up")
-            var reserve: [Double] = []
-            for n in 1...runs {
-                let start = ContinuousClock.now
-                made += try await reservations.reserve(from: pool, mac: mac(n), owner: "vm\(n)")
-                reserve.append(milliseconds(ContinuousClock.now - start))
-            }
-            let start = ContinuousClock.now
-            made += try await withThrowingTaskGroup(of: [Allocation].self) { group in
-                for n in 0..<concurrent { group.addTask { try await reservations.reserve(from: pool, mac: mac(100 + n), owner: "c\(n)") } }
-                return try await group.reduce(into: []) { $0 += $1 }
-            }
-            let together = milliseconds(ContinuousClock.now - start)
+            let measured = try await Reservations.measure(reservations, pool: pool, mac: mac)
+            let made = measured.made
+            var reserve = measured.samples
+            let together = measured.together
             for allocation in made { try await reservations.release(allocation) }
             // The store alone: one transaction each way, then 20 clients (each its own
             // connection, as 20 vmctl processes) allocating at once.

@@ -19,13 +19,7 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             return FileManager.default.temporaryDirectory
                 .appendingPathComponent("vmctl-store-\(UUID().uuidString)/state.sqlite").path
         case .postgres:
-            let server = try requiredVariable("VMCTL_TEST_POSTGRES", "the PostgreSQL server of scripts/postgres start")
-            let name = "vmctl_test_\(UUID().uuidString.prefix(8).lowercased())"
-            let created = try runProcess("/usr/bin/psql", ["-X", "-q", server, "-c", "CREATE DATABASE \(name)"])
-            guard created.status == 0 else { throw TestSupportError("psql could not create database \(name): \(created.standardError)") }
-            var components = URLComponents(string: server)!
-            components.path = "/" + name
-            return components.string!
+            return try makePostgresDatabase("vmctl_test", why: "the PostgreSQL server of scripts/postgres start")
         }
     }
 

@@ -25,7 +25,7 @@ extension Integration {
             let remote = try RemoteHost.require()
             let id = uniqueSuffix()
             let scratch = try harness.scratch("fleet-\(id)")
-            let database = try makeDatabase()
+            let database = try makePostgresDatabase("vmctl_fleet", why: "the fleet tests need scripts/postgres")
             let host1 = try await harness.connect()
             var host2 = try await Connection.open(remote.socketURI)
             let subnet = "10.219.\(Int.random(in: 10...250))"
@@ -192,17 +192,6 @@ extension Integration {
                 total += allocations.count
             }
             #expect(total == vms, sourceLocation: sourceLocation)
-        }
-
-        /// A new database on the test server (scripts/postgres), as the fleet's shared store.
-        func makeDatabase() throws -> String {
-            let server = try requiredVariable("VMCTL_TEST_POSTGRES", "the fleet tests need scripts/postgres")
-            let name = "vmctl_fleet_\(uniqueSuffix().lowercased())"
-            let created = try runProcess("/usr/bin/psql", ["-X", "-q", server, "-c", "CREATE DATABASE \(name)"])
-            guard created.status == 0 else { throw TestSupportError("psql could not create database \(name): \(created.standardError)") }
-            var components = URLComponents(string: server)!
-            components.path = "/" + name
-            return components.string!
         }
     }
 }

@@ -185,3 +185,15 @@ public func requiredVariable(_ name: String, _ why: String) throws -> String {
     }
     return value
 }
+
+/// A new, empty database on the test server (scripts/postgres, `VMCTL_TEST_POSTGRES`), named
+/// `PREFIX_RANDOM`; returns its URL. `why` says which tests need the server.
+public func makePostgresDatabase(_ prefix: String, why: String) throws -> String {
+    let server = try requiredVariable("VMCTL_TEST_POSTGRES", why)
+    let name = "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
+    let created = try runProcess("/usr/bin/psql", ["-X", "-q", server, "-c", "CREATE DATABASE \(name)"])
+    guard created.status == 0 else { throw TestSupportError("psql could not create database \(name): \(created.standardError)") }
+    var components = URLComponents(string: server)!
+    components.path = "/" + name
+    return components.string!
+}
