@@ -39,6 +39,7 @@ public struct SSH: AsyncParsableCommand {
 /// `vmctl exec NAME -- COMMAND...`
 public struct Exec: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "exec",
         abstract: "Run a command in a VM over SSH and exit with its status.",
         discussion: """
             Like vmctl ssh NAME -- COMMAND, never prompting (BatchMode) and without a terminal. \
@@ -68,6 +69,7 @@ public struct Run: AsyncParsableCommand {
     public static let failureStatus: Int32 = 125
 
     public static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Run one command in a throwaway VM: create, wait for SSH, run, destroy.",
         discussion: """
             Takes the options of vmctl create. The VM is destroyed whatever happens: when the \
@@ -123,6 +125,7 @@ public struct Run: AsyncParsableCommand {
 /// `vmctl console NAME [--log]`
 public struct Console: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "console",
         abstract: "Attach to a VM's serial console (Ctrl-] leaves), or print what it has written.",
         discussion: """
             --log prints the console's log so far: every VM vmctl creates logs its serial console \

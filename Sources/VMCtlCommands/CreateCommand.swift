@@ -5,6 +5,7 @@ import Provisioning
 /// `vmctl create NAME [options]`
 public struct Create: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "create",
         abstract: "Create and start a VM: disks, addresses, cloud-init seed, all or nothing.",
         discussion: """
             Create is a transaction: if a step fails, or SIGINT, SIGTERM or SIGHUP arrive, the steps \

@@ -5,6 +5,7 @@ import Provisioning
 /// `vmctl doctor [--fix]`
 public struct Doctor: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "doctor",
         abstract: "Find (and with --fix, repair) disagreements between vmctl's allocations and libvirt.",
         discussion: """
             Finds creates that were killed before they finished (their domain, addresses and \
@@ -40,6 +41,7 @@ public struct Doctor: AsyncParsableCommand {
 /// `vmctl info`: what is at the other end of the connection.
 public struct Info: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "info",
         abstract: "Show the connection, libvirt and hypervisor versions, KVM, and object counts.")
 
     @OptionGroup var global: GlobalOptions

@@ -6,6 +6,7 @@ extension NetworkCommand {
     /// `vmctl network firewall NAME [--format iptables|nft] [--apply]`
     public struct Firewall: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "firewall",
             abstract: "Print (or --apply) the host firewall an open network needs.",
             discussion: """
                 Forwarding for the network's subnets, masquerading for its private IPv4 subnets, DNS \

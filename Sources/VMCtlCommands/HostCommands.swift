@@ -14,6 +14,7 @@ public struct HostCommand: AsyncParsableCommand {
     /// `vmctl host add NAME URI [--label KEY=VALUE]...`
     public struct Add: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "add",
             abstract: "Add a libvirt host to the fleet, once it answers at its URI.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var state: StateOptions
@@ -43,6 +44,7 @@ public struct HostCommand: AsyncParsableCommand {
     /// `vmctl host list`
     public struct List: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List the fleet's hosts: URI, reachable, libvirt version, CPUs, free memory, vmctl VMs.",
             aliases: ["ls"])
         @OptionGroup var global: GlobalOptions

@@ -20,6 +20,7 @@ public struct ImageCommand: AsyncParsableCommand {
     /// `vmctl image pull NAME|URL [--sha256 HEX | --checksums URL] [--name NAME]`
     public struct Pull: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "pull",
             abstract: "Download an image by catalogue name or URL, check it, and keep it as a read-only base volume.",
             discussion: """
                 The checksum is checked before the image can be used: a mismatch deletes the download \
@@ -77,7 +78,7 @@ public struct ImageCommand: AsyncParsableCommand {
 
     /// `vmctl image import FILE --name NAME`
     public struct Import: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Keep a local qcow2 or raw image file as a read-only base volume.")
+        public static let configuration = CommandConfiguration(commandName: "import", abstract: "Keep a local qcow2 or raw image file as a read-only base volume.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var state: StateOptions
         @Argument(help: "The image file.", completion: .file()) var file: String
@@ -101,7 +102,7 @@ public struct ImageCommand: AsyncParsableCommand {
 
     /// `vmctl image list`
     public struct List: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "List the images.", aliases: ["ls"])
+        public static let configuration = CommandConfiguration(commandName: "list", abstract: "List the images.", aliases: ["ls"])
         @OptionGroup var global: GlobalOptions
         @OptionGroup var state: StateOptions
         @OptionGroup var output: OutputOptions

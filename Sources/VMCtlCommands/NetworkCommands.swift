@@ -15,6 +15,7 @@ public struct NetworkCommand: AsyncParsableCommand {
     /// `vmctl network create NAME --mode MODE ...`
     public struct Create: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "create",
             abstract: "Create (define and start) a network; an identical one already there is left as it is.",
             discussion: """
                 --ipv4/--ipv6 take the subnet in CIDR form; the gateway (the host's address on the bridge) \
@@ -82,7 +83,7 @@ public struct NetworkCommand: AsyncParsableCommand {
 
     /// `vmctl network list`
     public struct List: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "List libvirt networks.", aliases: ["ls"])
+        public static let configuration = CommandConfiguration(commandName: "list", abstract: "List libvirt networks.", aliases: ["ls"])
         @OptionGroup var global: GlobalOptions
         @OptionGroup var output: OutputOptions
         public init() {}
@@ -96,7 +97,7 @@ public struct NetworkCommand: AsyncParsableCommand {
 
     /// `vmctl network show NAME`
     public struct Show: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Show a network.")
+        public static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a network.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The network's name.", completion: Complete.network) var name: String
         @OptionGroup var output: OutputOptions
@@ -110,7 +111,7 @@ public struct NetworkCommand: AsyncParsableCommand {
 
     /// `vmctl network start NAME`
     public struct Start: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Start a defined network.")
+        public static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a defined network.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var state: StateOptions
         @Argument(help: "The network's name.", completion: Complete.network) var name: String
@@ -126,7 +127,7 @@ public struct NetworkCommand: AsyncParsableCommand {
 
     /// `vmctl network stop NAME`
     public struct Stop: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Stop a network; it stays defined.")
+        public static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop a network; it stays defined.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The network's name.", completion: Complete.network) var name: String
         @OptionGroup var output: OutputOptions
@@ -141,6 +142,7 @@ public struct NetworkCommand: AsyncParsableCommand {
     /// `vmctl network destroy NAME [--force]`
     public struct Destroy: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "destroy",
             abstract: "Stop and undefine a network, and remove its firewall rules and port forwards. Refused while VMs use it, unless --force.", aliases: ["rm"])
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The network's name.", completion: Complete.network) var name: String

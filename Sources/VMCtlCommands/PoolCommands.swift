@@ -15,6 +15,7 @@ public struct PoolCommand: AsyncParsableCommand {
     /// `vmctl pool create NAME --network NET --range R ... [--exclude X ...] [--all-usable]`
     public struct Create: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "create",
             abstract: "Create an address pool on a libvirt network.",
             discussion: """
                 Ranges are CIDR blocks (203.0.113.64/28), FIRST-LAST or single addresses, IPv4 and IPv6 \
@@ -57,7 +58,7 @@ public struct PoolCommand: AsyncParsableCommand {
 
     /// `vmctl pool list`
     public struct List: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "List address pools.", aliases: ["ls"])
+        public static let configuration = CommandConfiguration(commandName: "list", abstract: "List address pools.", aliases: ["ls"])
         @OptionGroup var state: StateOptions
         @OptionGroup var output: OutputOptions
         public init() {}
@@ -72,7 +73,7 @@ public struct PoolCommand: AsyncParsableCommand {
 
     /// `vmctl pool show NAME`
     public struct Show: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Show a pool: its size, use and every allocation.")
+        public static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a pool: its size, use and every allocation.")
         @OptionGroup var state: StateOptions
         @Argument(help: "The pool's name.", completion: Complete.pool) var name: String
         @OptionGroup var output: OutputOptions
@@ -86,6 +87,7 @@ public struct PoolCommand: AsyncParsableCommand {
     /// `vmctl pool destroy NAME [--force]`
     public struct Destroy: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "destroy",
             abstract: "Delete a pool. Refused while addresses are allocated, unless --force releases them.", aliases: ["rm"])
         @OptionGroup var global: GlobalOptions
         @OptionGroup var state: StateOptions
@@ -111,6 +113,7 @@ public struct PoolCommand: AsyncParsableCommand {
     /// `vmctl pool reserve POOL --mac MAC --owner NAME [--ip ADDR]`
     public struct Reserve: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "reserve",
             abstract: "Reserve addresses for a NIC: the allocation and the DHCP host entry vmctl create makes.",
             discussion: """
                 Without --ip, reserves one address of each family the pool holds. Prints each address \
@@ -149,6 +152,7 @@ public struct PoolCommand: AsyncParsableCommand {
     /// `vmctl pool release POOL ADDR`
     public struct Release: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "release",
             abstract: "Remove an address's DHCP host entry, then return it to its pool.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var state: StateOptions

@@ -6,6 +6,7 @@ extension NetworkCommand {
     /// `vmctl network forward add|list|remove`
     public struct Forward: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "forward",
             abstract: "Forward host ports to guests on nat and open networks.",
             subcommands: [Add.self, List.self, Remove.self])
         public init() {}
@@ -13,6 +14,7 @@ extension NetworkCommand {
         /// `vmctl network forward add NAME --host-port P --to VM:PORT [--proto tcp|udp]`
         public struct Add: AsyncParsableCommand {
             public static let configuration = CommandConfiguration(
+                commandName: "add",
                 abstract: "Forward a host port to a VM's port (DNAT); the VM's IPv4 address on the network is looked up now.")
             @OptionGroup var global: GlobalOptions
             @OptionGroup var state: StateOptions
@@ -46,7 +48,7 @@ extension NetworkCommand {
 
         /// `vmctl network forward list [NAME]`
         public struct List: AsyncParsableCommand {
-            public static let configuration = CommandConfiguration(abstract: "List port forwards.", aliases: ["ls"])
+            public static let configuration = CommandConfiguration(commandName: "list", abstract: "List port forwards.", aliases: ["ls"])
             @OptionGroup var state: StateOptions
             @Argument(help: "Only this network's.", completion: Complete.network) var name: String?
             @OptionGroup var output: OutputOptions
@@ -59,7 +61,7 @@ extension NetworkCommand {
 
         /// `vmctl network forward remove NAME --host-port P [--proto tcp|udp]`
         public struct Remove: AsyncParsableCommand {
-            public static let configuration = CommandConfiguration(abstract: "Remove a port forward.", aliases: ["rm"])
+            public static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a port forward.", aliases: ["rm"])
             @OptionGroup var global: GlobalOptions
             @OptionGroup var state: StateOptions
             @Argument(help: "The network.", completion: Complete.network) var name: String

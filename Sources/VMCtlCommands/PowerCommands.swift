@@ -5,6 +5,7 @@ import Provisioning
 /// `vmctl start NAME...`
 public struct Start: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "start",
         abstract: "Start shut-off VMs.",
         discussion: "A VM that runs already is left as it is. With several VMs each is tried; the failures are reported together and the exit status is 1.")
     @OptionGroup var global: GlobalOptions
@@ -21,6 +22,7 @@ public struct Start: AsyncParsableCommand {
 /// `vmctl stop NAME... [--grace SECONDS] [--force]`
 public struct Stop: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "stop",
         abstract: "Shut VMs down: ACPI power button, powered off after --grace seconds.",
         discussion: "Returns when each VM is shut off. A VM shut off already is left as it is. With several VMs each is tried; the failures are reported together and the exit status is 1.")
     @OptionGroup var global: GlobalOptions
@@ -43,6 +45,7 @@ public struct Stop: AsyncParsableCommand {
 /// `vmctl reboot NAME... [--force]`
 public struct Reboot: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "reboot",
         abstract: "Reboot running VMs: ask the guest (ACPI), or reset at once with --force.",
         discussion: "Returns once asked: a guest that ignores ACPI does not reboot, --force resets it. With several VMs each is tried; the failures are reported together and the exit status is 1.")
     @OptionGroup var global: GlobalOptions

@@ -5,6 +5,7 @@ import Provisioning
 /// `vmctl list [--label KEY=VALUE]...`
 public struct List: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "list",
         abstract: "List the VMs on the connection, or on every host of the fleet (with their host).",
         discussion: "A fleet host that does not answer is named on stderr and left out; the others are listed.", aliases: ["ls"])
     @OptionGroup var global: GlobalOptions
@@ -37,7 +38,7 @@ public struct List: AsyncParsableCommand {
 
 /// `vmctl show NAME`
 public struct Show: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(abstract: "Show a VM: state, size, labels, addresses, disks.")
+    public static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a VM: state, size, labels, addresses, disks.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var state: StateOptions
     @Argument(help: "The VM's name.", completion: Complete.vm) var name: String
@@ -52,6 +53,7 @@ public struct Show: AsyncParsableCommand {
 /// `vmctl destroy NAME... | --label KEY=VALUE | --expired`
 public struct Destroy: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "destroy",
         abstract: "Destroy VMs vmctl created: stop, release addresses, delete volumes, undefine.",
         discussion: """
             Each VM is shut down (forced after --grace seconds; --force at once), its addresses \
@@ -109,6 +111,7 @@ public struct Destroy: AsyncParsableCommand {
 /// `vmctl wait NAME --for ip|running|shutoff [--timeout SECONDS]`
 public struct Wait: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "wait",
         abstract: "Wait until a VM holds its addresses, answers on SSH, runs, or is shut off.",
         discussion: "Exit status 1 when the timeout passes first (the VM is left as it is).")
 

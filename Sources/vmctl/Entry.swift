@@ -8,7 +8,8 @@ enum Entry {
     static func main() async {
         // Bootstrapped before any command runs: --debug (or VMCTL_DEBUG=1) shows each step and
         // libvirt call on stderr; otherwise only warnings and worse.
-        let environment = ProcessInfo.processInfo.environment["VMCTL_DEBUG"] ?? ""
+        // getenv, not ProcessInfo's dictionary of the whole environment: start-up is measured.
+        let environment = getenv("VMCTL_DEBUG").map { String(cString: $0) } ?? ""
         let debug = CommandLine.arguments.dropFirst().contains("--debug") || !(environment.isEmpty || environment == "0")
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
