@@ -1,3 +1,4 @@
+import Addressing
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
@@ -80,6 +81,18 @@ public struct DomainConfiguration: Sendable, Equatable {
         self.consoleLogAppend = consoleLogAppend
     }
 
+    /// The guest's name for the seed's CD-ROM drive.
+    static let seedTarget = "sda"
+
+    /// The disks and NICs ``xml`` writes, as vmctl's metadata records them for `vmctl list`.
+    public var devices: VMMetadata.Devices {
+        var listed = disks.map { DomainDefinition.Disk(device: "disk", target: $0.target, path: $0.path, format: $0.format, backingPath: nil) }
+        if let seed { listed.append(DomainDefinition.Disk(device: "cdrom", target: Self.seedTarget, path: seed.path, format: "raw", backingPath: nil)) }
+        return VMMetadata.Devices(disks: listed, interfaces: interfaces.map {
+            DomainDefinition.Interface(type: "network", network: $0.network, mac: MACAddress($0.mac), model: $0.model)
+        })
+    }
+
     /// The `<domain>` document.
     public var xml: String {
         get throws(XMLProblem) {
@@ -101,7 +114,7 @@ public struct DomainConfiguration: Sendable, Equatable {
                 devices.append(element("disk", ["type": "file", "device": "cdrom"], [
                     element("driver", ["name": "qemu", "type": "raw"]),
                     element("source", ["file": seed.path]),
-                    element("target", ["dev": "sda", "bus": "sata"]),
+                    element("target", ["dev": Self.seedTarget, "bus": "sata"]),
                     element("readonly"),
                 ]))
             }

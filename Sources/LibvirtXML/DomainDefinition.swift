@@ -47,6 +47,22 @@ public struct DomainDefinition: Sendable, Equatable {
     /// The libvirt networks the domain's interfaces attach to, in order.
     public var networks: [String] { interfaces.compactMap(\.network) }
 
+    /// A VM vmctl created, from what a listing reports (name, UUID, size) and its metadata's
+    /// devices, without its XML: what `vmctl list` shows. `nil` when the metadata has no devices.
+    /// The type and console log stay unknown (empty, `nil`).
+    public init?(listed name: String, uuid: UUID, memoryKiB: UInt64, vcpus: Int, metadata: VMMetadata) {
+        guard let devices = metadata.devices else { return nil }
+        self.name = name
+        self.uuid = uuid
+        type = ""
+        self.memoryKiB = memoryKiB
+        self.vcpus = vcpus
+        interfaces = devices.interfaces
+        disks = devices.disks
+        self.metadata = metadata
+        consoleLog = nil
+    }
+
     /// Parses `virDomainGetXMLDesc` output.
     public init(xml: String) throws(XMLProblem) {
         guard let document = try? XMLDocument(xmlString: xml), let root = document.rootElement(), root.name == "domain" else {
@@ -105,6 +121,19 @@ public struct VMMetadata: Sendable, Equatable {
     public var sshUser: String?
     /// The fleet host (`vmctl host add`) the VM was created on, when it was placed on one.
     public var host: String?
+    /// The disks and NICs vmctl's own writer put in the domain, so that `vmctl list` needs no
+    /// full XML read; `nil` when a user's template wrote the domain (or vmctl 0.2 made it).
+    public var devices: Devices?
+
+    /// What `<devices>` held as vmctl wrote it: the parts `list` shows.
+    public struct Devices: Sendable, Equatable {
+        public var disks: [DomainDefinition.Disk]
+        public var interfaces: [DomainDefinition.Interface]
+        public init(disks: [DomainDefinition.Disk], interfaces: [DomainDefinition.Interface]) {
+            self.disks = disks
+            self.interfaces = interfaces
+        }
+    }
 
     /// A volume vmctl made: its storage pool, name, path and role (`root`, `data`, `seed`).
     public struct Volume: Sendable, Equatable, Codable {
@@ -135,7 +164,8 @@ public struct VMMetadata: Sendable, Equatable {
     }
 
     public init(createdAt: Date, expiresAt: Date?, labels: [String: String], image: String?,
-                volumes: [Volume], addresses: [Address], sshUser: String? = nil, host: String? = nil) {
+                volumes: [Volume], addresses: [Address], sshUser: String? = nil, host: String? = nil, devices: Devices? = nil) {
+        self.devices = devices
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.labels = labels
@@ -164,6 +194,23 @@ public struct VMMetadata: Sendable, Equatable {
         for address in addresses {
             lines.append("  <\(p):address pool='\(escapeXML(address.pool))' network='\(escapeXML(address.network))' ip='\(address.address)' mac='\(address.mac)'/>")
         }
+        if let devices {
+            lines.append("  <\(p):devices>")
+            for disk in devices.disks {
+                var attributes = "device='\(escapeXML(disk.device))' target='\(escapeXML(disk.target))'"
+                if let path = disk.path { attributes += " path='\(escapeXML(path))'" }
+                if let format = disk.format { attributes += " format='\(escapeXML(format))'" }
+                lines.append("    <\(p):disk \(attributes)/>")
+            }
+            for interface in devices.interfaces {
+                var attributes = "type='\(escapeXML(interface.type))'"
+                if let network = interface.network { attributes += " network='\(escapeXML(network))'" }
+                if let mac = interface.mac { attributes += " mac='\(mac)'" }
+                if let model = interface.model { attributes += " model='\(escapeXML(model))'" }
+                lines.append("    <\(p):nic \(attributes)/>")
+            }
+            lines.append("  </\(p):devices>")
+        }
         lines.append("</\(p):vm>")
         return lines.joined(separator: "\n")
     }
@@ -177,8 +224,8 @@ public struct VMMetadata: Sendable, Equatable {
     }
 
     init(element: XMLElement) throws(XMLProblem) {
-        func children(_ name: String) -> [XMLElement] {
-            (element.children ?? []).compactMap { $0 as? XMLElement }.filter { ($0.localName ?? $0.name) == name }
+        func children(_ name: String, of parent: XMLElement = element) -> [XMLElement] {
+            (parent.children ?? []).compactMap { $0 as? XMLElement }.filter { ($0.localName ?? $0.name) == name }
         }
         func attribute(_ element: XMLElement, _ name: String) throws(XMLProblem) -> String {
             guard let value = element.attribute(forName: name)?.stringValue else {
@@ -212,6 +259,24 @@ public struct VMMetadata: Sendable, Equatable {
                                      address: ip, mac: mac))
         }
         self.addresses = addresses
+        devices = try children("devices").first.map { devices throws(XMLProblem) in
+            var disks: [DomainDefinition.Disk] = []
+            for disk in children("disk", of: devices) {
+                disks.append(DomainDefinition.Disk(device: try attribute(disk, "device"), target: try attribute(disk, "target"),
+                                                   path: disk.attribute(forName: "path")?.stringValue,
+                                                   format: disk.attribute(forName: "format")?.stringValue, backingPath: nil))
+            }
+            var interfaces: [DomainDefinition.Interface] = []
+            for nic in children("nic", of: devices) {
+                let mac = try nic.attribute(forName: "mac")?.stringValue.map { text throws(XMLProblem) in
+                    guard let mac = MACAddress(text) else { throw XMLProblem("vmctl metadata: a <nic> with an invalid mac") }
+                    return mac
+                }
+                interfaces.append(DomainDefinition.Interface(type: try attribute(nic, "type"), network: nic.attribute(forName: "network")?.stringValue,
+                                                             mac: mac, model: nic.attribute(forName: "model")?.stringValue))
+            }
+            return Devices(disks: disks, interfaces: interfaces)
+        }
     }
 }
 

@@ -505,15 +505,19 @@ public struct Creation: Sendable {
             try await reached(.upload)
         }
 
-        let metadata = VMMetadata(createdAt: Date(), expiresAt: plan.expiresAt, labels: plan.labels, image: imagePath,
+        var metadata = VMMetadata(createdAt: Date(), expiresAt: plan.expiresAt, labels: plan.labels, image: imagePath,
                                   volumes: volumes, addresses: addresses, sshUser: checked.sshUser, host: hostName)
-        let configuration = DomainConfiguration(
+        var configuration = DomainConfiguration(
             type: checked.virtType.rawValue, hostCPU: checked.virtType == .kvm, name: plan.name,
-            uuid: plan.uuid.uuidString.lowercased(), metadata: metadata.xml, memoryMiB: plan.memoryMiB, vcpus: plan.vcpus,
+            uuid: plan.uuid.uuidString.lowercased(), metadata: "", memoryMiB: plan.memoryMiB, vcpus: plan.vcpus,
             kernel: kernel, initrd: initrd, cmdline: plan.cmdline, disks: disks,
             seed: seedPath.map { .init(path: $0) },
             interfaces: checked.nics.map { .init(network: $0.spec.network, mac: $0.mac.description, model: $0.spec.model) },
             consoleLog: consoleLog?.path, consoleLogAppend: consoleLog?.append ?? false)
+        // `vmctl list` shows the devices from the metadata instead of reading the whole XML;
+        // a user's template may write other devices, so then list reads the XML.
+        if !templates.writesDomain { metadata.devices = configuration.devices }
+        configuration.metadata = metadata.xml
         let xml = try templates.render(configuration)
         let domain = try await step(.define) { () async throws(ProvisioningError) -> Domain in
             try await libvirtCall("define the domain") { () async throws(LibvirtError) -> Domain in

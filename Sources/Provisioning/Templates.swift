@@ -29,6 +29,11 @@ public struct Templates: Sendable {
         do { return try domain.xml } catch { throw ProvisioningError(.invalidValue, "cannot write the domain's XML: \(error)") }
     }
 
+    /// Whether a user's `domain.xml.mustache` writes domains instead of vmctl's writer.
+    public var writesDomain: Bool {
+        directory.map { FileManager.default.fileExists(atPath: $0 + "/domain.xml.mustache") } ?? false
+    }
+
     /// The network's definition: `network.xml.mustache` when the directory has it, else vmctl's writer.
     public func render(_ network: NetworkConfiguration) throws(ProvisioningError) -> String {
         if let template = try template("network.xml") { return try render(template, network) }

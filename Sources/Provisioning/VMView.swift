@@ -251,7 +251,7 @@ extension VMReader {
 
     /// Every VM carrying all of `labels`, in name order; leases are read only for running ones.
     public func list(labels: [(key: String, value: String)] = []) async throws(ProvisioningError) -> VMTable {
-        let rows = try await readAll().filter { _, definition, _ in definition.carries(labels) }
+        let rows = try await listAll().filter { _, definition, _ in definition.carries(labels) }
         let running = rows.filter { VMView.name(of: $0.2) == "running" }
         let leases = await leases(of: Set(running.flatMap { $0.1.networks }))
         return VMTable(vms: rows.map { domain, definition, state in
@@ -264,5 +264,69 @@ extension DomainDefinition {
     /// Whether the VM carries every one of the labels (vmctl's metadata).
     public func carries(_ labels: [(key: String, value: String)]) -> Bool {
         labels.allSatisfy { metadata?.labels[$0.key] == $0.value }
+    }
+}
+
+/// One thread's share of ``VMReader/listAll()``'s metadata reads.
+struct MetadataChunk: Sendable {
+    var index: Int
+    var reads: [Domain.MetadataRead]
+}
+
+extension VMReader {
+    /// How many threads ``listAll()`` reads metadata on at once, each asking its share of the
+    /// domains one after another. Measured with 200 domains, 2 cores: a task and a thread hop per
+    /// call, 16 in flight, 84 ms for the whole list; one thread 64 ms, two 61, four 73, eight 82.
+    static let parallelListReads = 2
+
+    /// Every domain as `vmctl list` shows it, in name order, in as few calls as the contract
+    /// allows: one statistics call for every state, vCPU count and memory size, then one metadata
+    /// read per domain (the labels, addresses and devices vmctl recorded); the whole XML only for
+    /// domains whose metadata has no devices (not vmctl's, a user's template, vmctl 0.2).
+    /// Domains that vanish meanwhile are left out.
+    public func listAll() async throws(ProvisioningError) -> [(Domain, DomainDefinition, Domain.State)] {
+        let records: [DomainStatistics]
+        do {
+            records = try await connection.domainStatistics([.state, .vcpu, .balloon])
+        } catch {
+            throw ProvisioningError(while: "list the VMs", error)
+        }
+        let share = max(1, (records.count + Self.parallelListReads - 1) / Self.parallelListReads)
+        let chunks = stride(from: 0, to: records.count, by: share).map { Array(records[$0..<min($0 + share, records.count)]) }
+        // Plain structs out of the task group (tuples holding generic values crash release
+        // builds, see Fleet.swift).
+        let reads = await withTaskGroup(of: MetadataChunk.self) { group in
+            for (index, chunk) in chunks.enumerated() {
+                group.addTask { MetadataChunk(index: index, reads: await Domain.metadata(of: chunk.map(\.domain), namespace: VMMetadata.namespace)) }
+            }
+            var reads: [MetadataChunk] = []
+            for await read in group { reads.append(read) }
+            return reads
+        }
+        var metadata: [UUID: Domain.MetadataRead] = [:]
+        for read in reads {
+            for (record, answer) in zip(chunks[read.index], read.reads) { metadata[record.domain.uuid] = answer }
+        }
+        var rows: [(Domain, DomainDefinition, Domain.State)] = []
+        for record in records {
+            let domain = record.domain
+            let answer = metadata[domain.uuid]
+            if let state = record.state, let vcpus = record.values["vcpu.maximum"]?.unsigned,
+               let memoryKiB = record.values["balloon.maximum"]?.unsigned,
+               let xml = answer?.xml, let parsed = try? VMMetadata(xml: xml),
+               let definition = DomainDefinition(listed: domain.name, uuid: domain.uuid, memoryKiB: memoryKiB, vcpus: Int(vcpus), metadata: parsed) {
+                rows.append((domain, definition, state))
+                continue
+            }
+            // Not vmctl's own writer's, or the call failed: the whole XML, as show reads it.
+            do {
+                let (definition, state) = try await read(domain)
+                rows.append((domain, definition, state))
+            } catch {
+                // Destroyed between the listing and the read: not an error of the listing.
+                if (try? await connection.domain(uuid: domain.uuid)) != nil { throw error }
+            }
+        }
+        return rows.sorted { $0.0.name < $1.0.name }
     }
 }

@@ -164,9 +164,24 @@ extension Integration {
                 #expect(try JSONDecoder().decode([VMJSON].self, from: Data(listed.standardOutput.utf8)) == [vm])
                 let none = try setup.vmctl("list", "--label", "suite=other", "--format", "json")
                 #expect(try JSONDecoder().decode([VMJSON].self, from: Data(none.standardOutput.utf8)).isEmpty)
+                // list read the VM from its statistics and metadata (the devices vmctl recorded),
+                // not its XML, and still agrees with show, which reads the XML.
+                let profiled = try runVMCtl(["list", "--label", "suite=\(setup.id)", "--format", "json"],
+                                            environment: setup.environment.merging(["VMCTL_PROFILE": "1"]) { $1 })
+                #expect(profiled.standardError.contains("domainStatistics") && profiled.standardError.contains("Domain.metadata"),
+                        "\(profiled.standardError)")
+                #expect(!profiled.standardError.contains("Domain.xml"), "\(profiled.standardError)")
                 #expect(try setup.vmctl("wait", name, "--for", "running", "--timeout", "5").status == 0)
                 let notYet = try setup.vmctl("wait", name, "--for", "shutoff", "--timeout", "1")
                 #expect(notYet.status == 1 && notYet.standardError.contains("still running"), "\(notYet.standardError)")
+
+                // Shut off, the listing (persistent definition) still matches show.
+                #expect(try setup.vmctl("stop", name, "--force").status == 0)
+                let stopped = try JSONDecoder().decode(VMJSON.self, from: Data(try setup.vmctl("show", name, "--format", "json").standardOutput.utf8))
+                #expect(stopped.state == "shutoff" && stopped.interfaces.map(\.mac) == vm.interfaces.map(\.mac) && stopped.disks.map(\.path) == vm.disks.map(\.path))
+                let listedStopped = try setup.vmctl("list", "--label", "suite=\(setup.id)", "--format", "json")
+                #expect(try JSONDecoder().decode([VMJSON].self, from: Data(listedStopped.standardOutput.utf8)) == [stopped])
+                #expect(try setup.vmctl("start", name).status == 0)
 
                 // The guest ignores ACPI: destroy powers it off after the grace period.
                 let destroyed = try setup.vmctl("destroy", name, "--grace", "1")

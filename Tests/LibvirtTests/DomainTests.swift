@@ -29,6 +29,18 @@ struct DomainTests {
         #expect(try await domain.xml().contains("<name>\(name)</name>"))
         #expect(try await domain.xml(.inactive).contains("<uuid>\(uuid.uuidString.lowercased())</uuid>"))
 
+        // One statistics call reports what a listing shows, for a running domain and a stopped one.
+        let other = try await connection.defineDomain(xml: TestDriver.domainXML(name: TestDriver.uniqueName("dom"), uuid: UUID()))
+        defer { Task { try? await other.undefine() } }
+        let statistics = try await connection.domainStatistics([.state, .vcpu, .balloon])
+        let mine = try #require(statistics.first { $0.domain.uuid == uuid })
+        #expect(mine.domain.name == name && mine.state == .running && mine.values["state.reason"] != nil)
+        // The test driver reports only the state group (QEMU's reports vcpu.* and balloon.* too,
+        // inactive domains included: the integration tests' listing relies on it).
+        let stoppedRecord = try #require(statistics.first { $0.domain.uuid == other.uuid })
+        #expect(stoppedRecord.state == .shutoff)
+        #expect(try await connection.domainStatistics(.state, filter: .shutoff).allSatisfy { $0.state == .shutoff })
+
         let running = try await connection.domains(.active).map(\.name)
         let stopped = try await connection.domains(.inactive).map(\.name)
         #expect(running.contains(name))

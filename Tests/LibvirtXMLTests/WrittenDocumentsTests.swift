@@ -32,6 +32,16 @@ struct WrittenDocumentsTests {
         #expect(read.interfaces.map(\.network) == ["routed", "nat0"] && read.interfaces.map(\.model) == ["virtio", "e1000"])
         #expect(read.disks.map(\.target) == ["vda", "vdb", "sda"] && read.disks.last?.device == "cdrom")
         #expect(read.metadata == Self.metadata)
+        // What the metadata records for `vmctl list` is what the writer put in <devices>.
+        let devices = domain.devices
+        #expect(devices.disks == read.disks && devices.interfaces == read.interfaces)
+        var recorded = Self.metadata
+        recorded.devices = devices
+        #expect(try VMMetadata(xml: recorded.xml) == recorded)
+        let listed = try #require(DomainDefinition(listed: "web1", uuid: read.uuid!, memoryKiB: read.memoryKiB, vcpus: read.vcpus, metadata: recorded))
+        #expect(listed.disks == read.disks && listed.interfaces == read.interfaces && listed.metadata == recorded)
+        #expect(DomainDefinition(listed: "web1", uuid: read.uuid!, memoryKiB: 1, vcpus: 1, metadata: Self.metadata) == nil,
+                "metadata without devices: the listing must read the XML")
     }
 
     @Test("a KVM domain booting its disk: host CPU, no kernel, no seed")
