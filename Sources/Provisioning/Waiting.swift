@@ -121,43 +121,54 @@ public func waitForAddresses(of domain: Domain, on connection: Connection, host:
     let deadline = ContinuousClock.now + timeout
     var missing: [String] = []
     var arpError: String?
+    // The leases are asked for every `leaseInterval`: libvirt reads them from the file dnsmasq's
+    // helper writes, so a lease is seen within that of its grant (one call per network, ~0.2 ms
+    // of libvirtd's time). The state and the static addresses (probes, the neighbour table or
+    // libvirt's ARP source) are checked every `slowInterval`, as before.
+    let leaseInterval = Duration.milliseconds(15), slowInterval = Duration.milliseconds(250)
+    var answers: [Int: AddressExpectation.Answering] = [:]
+    var lastSlowCheck: ContinuousClock.Instant?
     while true {
         // vmctl run ends a wait on a signal.
         if Task.isCancelled { throw ProvisioningError(.interrupted, "interrupted while waiting for \(domain.name)'s addresses") }
-        let state: Domain.State
-        do { state = try await domain.state().state } catch { throw ProvisioningError(while: "read the state of VM \(domain.name)", error) }
-        guard VMView.name(of: state) == "running" else {
-            throw ProvisioningError(.conflict, "VM \(domain.name) is \(VMView.name(of: state)), it will not get addresses", hint: "start it, or see its console")
+        let now = ContinuousClock.now
+        let slowCheck = lastSlowCheck.map { now - $0 >= slowInterval } ?? true
+        if slowCheck {
+            lastSlowCheck = now
+            let state: Domain.State
+            do { state = try await domain.state().state } catch { throw ProvisioningError(while: "read the state of VM \(domain.name)", error) }
+            guard VMView.name(of: state) == "running" else {
+                throw ProvisioningError(.conflict, "VM \(domain.name) is \(VMView.name(of: state)), it will not get addresses", hint: "start it, or see its console")
+            }
         }
         var leases: [String: [DHCPLease]] = [:]
         for (name, network) in networks { leases[name] = (try? await network.dhcpLeases()) ?? [] }
         missing = []
-        for expectation in expectations {
-            var answering = AddressExpectation.Answering.neighbours([])
-            if !expectation.neighbours.isEmpty {
+        for (index, expectation) in expectations.enumerated() {
+            if slowCheck && !expectation.neighbours.isEmpty {
                 if let bridge = expectation.bridge, isLocal(host.uri), Firewall.interfaceExists(bridge) {
                     for address in expectation.neighbours { hostNetwork.probe(address) }
                     do {
-                        answering = .neighbours(Set(try await hostNetwork.neighbours(on: bridge)))
+                        answers[index] = .neighbours(Set(try await hostNetwork.neighbours(on: bridge)))
                     } catch {
                         throw ProvisioningError(.tool, "cannot read the neighbours of bridge \(bridge): \(error.description)", cause: error)
                     }
                 } else {
                     do throws(LibvirtError) {
                         let interfaces = try await domain.interfaceAddresses(source: .arp)
-                        answering = .arp(Set(interfaces.flatMap(\.addresses).compactMap { IPAddress($0.address) }), error: nil)
+                        answers[index] = .arp(Set(interfaces.flatMap(\.addresses).compactMap { IPAddress($0.address) }), error: nil)
                         arpError = nil
                     } catch {
                         arpError = error.message
-                        answering = .arp([], error: error.message)
+                        answers[index] = .arp([], error: error.message)
                     }
                 }
             }
-            missing += expectation.missing(leases: leases[expectation.network] ?? [], answering: answering)
+            missing += expectation.missing(leases: leases[expectation.network] ?? [], answering: answers[index] ?? .neighbours([]))
         }
         if missing.isEmpty { return }
         if ContinuousClock.now >= deadline { break }
-        try? await Task.sleep(for: .milliseconds(250))
+        try? await Task.sleep(for: leaseInterval)
     }
     let arp = arpError.map { "; libvirt's ARP source failed: \($0) (run vmctl in the network namespace of the bridge to read its neighbour table instead)" } ?? ""
     throw ProvisioningError(.timedOut, "VM \(domain.name) does not hold its addresses after \(timeout.components.seconds) s (missing: \(missing.joined(separator: ", ")))\(arp); the VM is kept",
