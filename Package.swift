@@ -122,7 +122,7 @@ let package = Package(
         // scripts/bench: reservation latency per network mode, and the lifecycle benchmarks.
         .executableTarget(
             name: "vmctl-bench",
-            dependencies: ["Provisioning", "Libvirt", "AllocationStore", "PostgresStore", "Addressing"],
+            dependencies: ["Provisioning", "Libvirt", "LibvirtXML", "AllocationStore", "PostgresStore", "Addressing"],
             swiftSettings: strictSwift
         ),
         // scripts/bench: the libvirt calls of a create and a destroy made directly, the floor.

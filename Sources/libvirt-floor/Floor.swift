@@ -8,7 +8,6 @@ import Libvirt
 ///   libvirt-floor create-seeded NAME BASE NETWORK MAC IP KERNEL INITRD CMDLINE SEED.iso
 ///       (512 MiB, the cloud-init seed on a SATA CD-ROM: the Debian guest of `vmctl-bench ssh`)
 ///   libvirt-floor destroy NAME NETWORK MAC IP
-///   libvirt-floor define-many PREFIX COUNT | undefine-many PREFIX
 ///
 /// Volumes go to the storage pool `vmctl`; uses $VMCTL_CONNECT.
 @main
@@ -47,17 +46,6 @@ enum Floor {
             try await connection.storagePool(named: "vmctl").volume(named: "\(name)-root.qcow2").delete()
             try await connection.network(named: networkName)
                 .update(.delete, .dhcpHost, parentIndex: 0, xml: "<host mac='\(mac)' ip='\(ip)'/>", affecting: [.live, .config])
-        case ("define-many", 3):
-            for index in 0..<(Int(arguments[2]) ?? 0) {
-                _ = try await connection.defineDomain(xml: """
-                    <domain type='qemu'><name>\(arguments[1])\(index)</name><memory unit='MiB'>64</memory>
-                      <os><type arch='x86_64'>hvm</type></os></domain>
-                    """)
-            }
-        case ("undefine-many", 2):
-            for domain in try await connection.domains() where domain.name.hasPrefix(arguments[1]) {
-                try await domain.undefine()
-            }
         default:
             throw FloorError.usage
         }
@@ -97,6 +85,6 @@ enum Floor {
 
     enum FloorError: Error, CustomStringConvertible {
         case usage
-        var description: String { "usage: libvirt-floor create|create-seeded|destroy|define-many|undefine-many ..." }
+        var description: String { "usage: libvirt-floor create|create-seeded|destroy ..." }
     }
 }

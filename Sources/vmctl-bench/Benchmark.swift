@@ -9,8 +9,9 @@ import Provisioning
 /// scripts/bench-reservations start a private one):
 ///
 ///   vmctl-bench [reservations]   reservation latency per network mode, in-process
-///   vmctl-bench lifecycle        create, destroy, list and parallel runs of vmctl, a virt-install
+///   vmctl-bench lifecycle        create, destroy and parallel runs of vmctl, a virt-install
 ///                                script and the libvirt floor, as processes, side by side
+///   vmctl-bench list             vmctl list (JSON and -q) against virsh list --all, 200 and 1,000 domains
 ///   vmctl-bench ssh              the Debian guest created until SSH answers, the same three ways
 ///   vmctl-bench remote           create to running here and on scripts/remote-host over qemu+ssh
 ///   vmctl-bench startup          the static binary's start-up against a dynamic build and virsh
@@ -20,6 +21,7 @@ enum Benchmark {
         do {
             switch CommandLine.arguments.dropFirst().first {
             case "lifecycle": try await Lifecycle.run()
+            case "list": try await Listing.run()
             case "ssh": try await UntilSSH.run()
             case "remote": try await RemoteCreate.run()
             case "startup": try Startup.run()

@@ -79,6 +79,7 @@ enum Startup {
             ("vmctl info (test:///default), static", [shipped, "info"]),
             ("vmctl info (test:///default), dynamic", [dynamic, "info"]),
             ("virsh -c test:///default version", ["/usr/bin/virsh", "-c", "test:///default", "version"]),
+            ("/bin/true (the measuring's own share)", ["/bin/true"]),
         ]
         var samples: [String: [Lifecycle.Measurement]] = [:]
         for iteration in 0...runs {
@@ -88,10 +89,13 @@ enum Startup {
             }
         }
         let names = cases.map(\.0)
-        Lifecycle.report("process start-up: \(runs) runs each after a warm-up, interleaved", Array(names[0...2]), samples, floor: "virsh --version")
+        Lifecycle.report("process start-up: \(runs) runs each after a warm-up, interleaved", Array(names[0...2]) + [names[6]], samples, floor: "virsh --version")
         Lifecycle.report("info on the test driver", Array(names[3...5]), samples, floor: "virsh -c test:///default version")
-        Lifecycle.goal("vmctl --version (static) within 1.2x of virsh --version",
-                       Lifecycle.median(samples[names[0]]!) / Lifecycle.median(samples[names[2]]!), atMost: 1.2)
+        // Every process is started through GNU time (its peak memory): that share, /bin/true's
+        // figure, is taken off both before the ratio, which only makes it larger.
+        let wrapper = Lifecycle.median(samples[names[6]]!)
+        Lifecycle.goal(String(format: "vmctl --version (static) within 1.2x of virsh --version (%.1f ms of starting through time taken off both)", wrapper),
+                       (Lifecycle.median(samples[names[0]]!) - wrapper) / (Lifecycle.median(samples[names[2]]!) - wrapper), atMost: 1.2)
         func size(_ path: String) -> Double {
             Double(((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value ?? 0) / 1_048_576
         }
