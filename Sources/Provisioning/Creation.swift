@@ -669,8 +669,18 @@ final class Interrupts {
     }
 
     func remove() {
+        // The default action first: from here a signal ends the process as it would without
+        // vmctl's handlers (the other order ignored one that came between the two).
+        for number in [SIGINT, SIGTERM, SIGHUP] { signal(number, SIG_DFL) }
         for source in sources { source.cancel() }
         sources.removeAll()
-        for number in [SIGINT, SIGTERM, SIGHUP] { signal(number, SIG_DFL) }
+        // A signal that dispatch took in but had not handed to its handler before the cancel
+        // is still pending (dispatch blocks the signals it watches): it counts as received.
+        var pending = sigset_t()
+        sigemptyset(&pending)
+        guard sigpending(&pending) == 0 else { return }
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] where sigismember(&pending, number) == 1 {
+            record.state.withLock { state in if state.received == nil { state.received = name } }
+        }
     }
 }
