@@ -122,7 +122,8 @@ let package = Package(
         // scripts/bench: reservation latency per network mode, and the lifecycle benchmarks.
         .executableTarget(
             name: "vmctl-bench",
-            dependencies: ["Provisioning", "Libvirt", "LibvirtXML", "AllocationStore", "PostgresStore", "Addressing"],
+            dependencies: ["Provisioning", "Libvirt", "LibvirtXML", "AllocationStore", "PostgresStore", "Addressing",
+                           .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSwift
         ),
         // scripts/bench: the libvirt calls of a create and a destroy made directly, the floor.

@@ -144,6 +144,7 @@ enum Reservations {
             print("ratios to open: " + modes.map { String(format: "%@ %.0fx", $0 as NSString, medians[$0]! / open) }.joined(separator: ", "))
         }
         try await StoreBackends.run(connection: connection, uri: uri, scratch: scratch)
+        try await BigPool.run(connection: connection, uri: uri, scratch: scratch)
     }
 }
 
