@@ -190,11 +190,16 @@ public struct VMReader: Sendable {
         } catch {
             throw ProvisioningError(.libvirt, "cannot list the VMs: \(error)")
         }
-        let domains = listings[0]
         var known: [UUID: Domain.State] = [:]
         for (listing, state) in zip(listings.dropFirst(), [Domain.State.running, .paused, .shutoff]) {
             for domain in listing { known[domain.uuid] = state }
         }
+        return try await read(listings[0], knownStates: known)
+    }
+
+    /// The definitions of `domains` from their XML, and their states where `knownStates` has
+    /// none, in name order. Domains that vanish meanwhile are left out.
+    func read(_ domains: [Domain], knownStates known: [UUID: Domain.State]) async throws(ProvisioningError) -> [(Domain, DomainDefinition, Domain.State)] {
         // At most `parallelReads` calls in flight: libvirt answers them over one socket, and
         // hundreds at once only queue (measured: 200 domains, 125 ms all at once).
         let results = await withTaskGroup(of: (Int, Result<(DomainDefinition, Domain.State), ProvisioningError>).self) { group in
@@ -308,25 +313,22 @@ extension VMReader {
             for (record, answer) in zip(chunks[read.index], read.reads) { metadata[record.domain.uuid] = answer }
         }
         var rows: [(Domain, DomainDefinition, Domain.State)] = []
+        var unlisted: [Domain] = []
+        var states: [UUID: Domain.State] = [:]
         for record in records {
             let domain = record.domain
-            let answer = metadata[domain.uuid]
+            if let state = record.state { states[domain.uuid] = state }
             if let state = record.state, let vcpus = record.values["vcpu.maximum"]?.unsigned,
                let memoryKiB = record.values["balloon.maximum"]?.unsigned,
-               let xml = answer?.xml, let parsed = try? VMMetadata(xml: xml),
+               let xml = metadata[domain.uuid]?.xml, let parsed = try? VMMetadata(xml: xml),
                let definition = DomainDefinition(listed: domain.name, uuid: domain.uuid, memoryKiB: memoryKiB, vcpus: Int(vcpus), metadata: parsed) {
                 rows.append((domain, definition, state))
-                continue
-            }
-            // Not vmctl's own writer's, or the call failed: the whole XML, as show reads it.
-            do {
-                let (definition, state) = try await read(domain)
-                rows.append((domain, definition, state))
-            } catch {
-                // Destroyed between the listing and the read: not an error of the listing.
-                if (try? await connection.domain(uuid: domain.uuid)) != nil { throw error }
+            } else {
+                // Not vmctl's own writer's, or the call failed: the whole XML, as show reads it.
+                unlisted.append(domain)
             }
         }
+        rows += try await read(unlisted, knownStates: states)
         return rows.sorted { $0.0.name < $1.0.name }
     }
 }
