@@ -175,16 +175,19 @@ public final class Domain: @unchecked Sendable {
     /// The corresponding C function is `virDomainGetMetadata` with `VIR_DOMAIN_METADATA_ELEMENT`.
     public func metadata(namespace namespaceURI: String, affecting: Affect = []) async throws(LibvirtError) -> String? {
         try await blocking { () throws(LibvirtError) -> String? in
-            let raw = virDomainGetMetadata(
-                self.handle, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), namespaceURI, affecting.rawValue)
-            guard let raw else {
-                let error = LibvirtError.copyLast()
-                if error.code == .noDomainMetadata { return nil }
-                throw error
-            }
-            defer { free(raw) }
-            return String(cString: raw)
+            try self.metadataElement(namespace: namespaceURI, flags: affecting.rawValue)
         }
+    }
+
+    /// The blocking call behind both metadata reads; `nil` when the domain has no element there.
+    private func metadataElement(namespace namespaceURI: String, flags: UInt32) throws(LibvirtError) -> String? {
+        guard let raw = virDomainGetMetadata(handle, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), namespaceURI, flags) else {
+            let error = LibvirtError.copyLast()
+            if error.code == .noDomainMetadata { return nil }
+            throw error
+        }
+        defer { free(raw) }
+        return String(cString: raw)
     }
 
     /// The `<metadata>` element in `namespaceURI` of each domain, asked one after another on one
@@ -195,12 +198,11 @@ public final class Domain: @unchecked Sendable {
     public static func metadata(of domains: [Domain], namespace namespaceURI: String) async -> [MetadataRead] {
         await blocking { () -> [MetadataRead] in
             domains.map { domain in
-                guard let raw = virDomainGetMetadata(domain.handle, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), namespaceURI, 0) else {
-                    let error = LibvirtError.copyLast()
-                    return error.code == .noDomainMetadata ? MetadataRead(xml: nil, error: nil) : MetadataRead(xml: nil, error: error)
+                do throws(LibvirtError) {
+                    return MetadataRead(xml: try domain.metadataElement(namespace: namespaceURI, flags: 0), error: nil)
+                } catch {
+                    return MetadataRead(xml: nil, error: error)
                 }
-                defer { free(raw) }
-                return MetadataRead(xml: String(cString: raw), error: nil)
             }
         }
     }

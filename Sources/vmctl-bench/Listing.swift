@@ -20,7 +20,7 @@ enum Listing {
         do {
             for (count, goals) in [(200, true), (1000, false)] {
                 while defined.count < count { defined.append(try await define(defined.count, on: connection)) }
-                measure(count: count, runs: runs, vmctl: vmctl, uri: uri, environment: environment, quietGoal: goals)
+                try measure(count: count, runs: runs, vmctl: vmctl, uri: uri, environment: environment, quietGoal: goals)
             }
         } catch {
             for domain in defined { try? await domain.undefine() }
@@ -29,7 +29,8 @@ enum Listing {
         for domain in defined { try await domain.undefine() }
     }
 
-    static func measure(count: Int, runs: Int, vmctl: String, uri: String, environment: [String: String], quietGoal: Bool) {
+    /// A tool that fails ends the benchmark (its domains are undefined by the caller).
+    static func measure(count: Int, runs: Int, vmctl: String, uri: String, environment: [String: String], quietGoal: Bool) throws {
         var tools: [(String, [String])] = [
             ("vmctl list --format json", [vmctl, "list", "--format", "json"]),
             ("vmctl list -q", [vmctl, "list", "-q"]),
@@ -42,10 +43,7 @@ enum Listing {
         var samples: [String: [Lifecycle.Measurement]] = [:]
         for iteration in 0...runs {
             for (tool, argv) in tools {
-                guard let measured = try? Lifecycle.measure(argv, environment) else {
-                    print("  \(tool) failed")
-                    return
-                }
+                let measured = try Lifecycle.measure(argv, environment)
                 if iteration > 0 { samples[tool, default: []].append(measured) }
             }
         }
