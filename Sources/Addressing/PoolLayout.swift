@@ -87,15 +87,25 @@ public struct PoolLayout: Hashable, Sendable, Codable {
     /// when every one is taken. Costs O(exclusions + reserved + allocated), whatever the
     /// range's size: a /64 is as cheap as a /29.
     public func firstFree(_ family: IPAddress.Family, allocated: Set<IPAddress>) -> IPAddress? {
+        firstAllowed(family, after: nil, skipping: allocated)
+    }
+
+    /// The lowest address of `family` above `after` (from the start when nil) that the pool may
+    /// hand out and that is not in `skipping`, or `nil` when there is none.
+    public func firstAllowed(_ family: IPAddress.Family, after: IPAddress?, skipping: Set<IPAddress> = []) -> IPAddress? {
         for range in ranges where range.family == family {
-            var candidate = range.first.number
             let last = range.last.number
+            var candidate = range.first.number
+            if let after, after.family == family {
+                guard after.number < last else { continue }
+                candidate = max(candidate, after.number + 1)
+            }
             while candidate <= last {
                 let address = IPAddress(family: family, number: candidate)
                 if let exclusion = exclusions.first(where: { $0.contains(address) }) {
                     guard exclusion.last.number < last else { break }
                     candidate = exclusion.last.number + 1
-                } else if reserved.contains(address) || allocated.contains(address) {
+                } else if reserved.contains(address) || skipping.contains(address) {
                     guard candidate < last else { break }
                     candidate += 1
                 } else {
