@@ -139,6 +139,14 @@ public final class SQLiteStore: StateStore {
                 table.add(column: "memory", .integer).notNull().defaults(to: 0)
             }
         }
+        migrator.registerMigration("v6: pool cursors") { db in
+            try db.create(table: "poolCursor") { table in
+                table.column("pool", .text).notNull().references("pool", onDelete: .cascade)
+                table.column("family", .text).notNull()
+                table.column("cursor", .jsonText).notNull()
+                table.primaryKey(["pool", "family"])
+            }
+        }
         return migrator
     }
 
@@ -266,6 +274,12 @@ public final class SQLiteStore: StateStore {
             guard try Pool.exists(db, key: name) else { throw StoreError.noSuchPool(name) }
             let held = try Allocation.filter(Column("pool") == name).fetchCount(db)
             if held > 0 && !force { throw StoreError.poolInUse(name, allocations: held) }
+            if held > 0 {
+                // Addresses below other pools' cursors on the network are free now: rebuild them.
+                let network = try Pool.fetchOne(db, key: name)!.network
+                let pools = try String.fetchAll(db, Pool.select(Column("name")).filter(Column("network") == network))
+                try PoolCursorRecord.filter(pools.contains(Column("pool"))).deleteAll(db)
+            }
             try Allocation.filter(Column("pool") == name).deleteAll(db)
             _ = try Pool.deleteOne(db, key: name)
         }
@@ -276,8 +290,17 @@ public final class SQLiteStore: StateStore {
     public func allocate(_ request: AllocationRequest) throws(StoreError) -> Allocation {
         try write { db in
             guard let pool = try Pool.fetchOne(db, key: request.pool) else { throw StoreError.noSuchPool(request.pool) }
-            var allocation = try request.choose(in: pool, onNetwork: try Allocation.filter(Column("network") == pool.network).fetchAll(db))
+            let key = ["pool": pool.name, "family": request.family.rawValue]
+            let cursor = try PoolCursorRecord.fetchOne(db, key: key)?.cursor
+            var (allocation, after) = try request.choose(in: pool, cursor: cursor, on: SQLiteNetwork(db: db, name: pool.network))
             try allocation.insert(db)
+            if after != cursor {
+                if let after {
+                    try PoolCursorRecord(pool: pool.name, family: request.family, cursor: after).upsert(db)
+                } else {
+                    _ = try PoolCursorRecord.deleteOne(db, key: key)
+                }
+            }
             return allocation
         }
     }
@@ -290,7 +313,24 @@ public final class SQLiteStore: StateStore {
                 throw StoreError.notAllocated(address, pool: poolName)
             }
             try request.deleteAll(db)
+            try holePoolCursors(db, releasing: allocation)
             return allocation
+        }
+    }
+
+    /// The released address becomes a hole of every pool cursor on its network that has passed it.
+    private func holePoolCursors(_ db: Database, releasing allocation: Allocation) throws {
+        let pools = try Pool.filter(Column("network") == allocation.network).fetchAll(db)
+        for pool in pools {
+            let key = ["pool": pool.name, "family": allocation.family.rawValue]
+            guard let cursor = try PoolCursorRecord.fetchOne(db, key: key)?.cursor else { continue }
+            let after = cursor.releasing(allocation.address, in: pool.layout)
+            if after == cursor { continue }
+            if let after {
+                try PoolCursorRecord(pool: pool.name, family: allocation.family, cursor: after).update(db)
+            } else {
+                _ = try PoolCursorRecord.deleteOne(db, key: key)
+            }
         }
     }
 
@@ -352,5 +392,48 @@ public final class SQLiteStore: StateStore {
         } catch {
             throw .unavailable(path: path, reason: "\(error)")
         }
+    }
+}
+
+/// A pool's cursor for one family, as the SQLite store keeps it (the cursor as JSON).
+struct PoolCursorRecord: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "poolCursor"
+    var pool: String
+    var family: IPAddress.Family
+    var cursor: PoolCursor
+}
+
+/// The allocations of one network as an allocation reads them, by the UNIQUE indexes.
+struct SQLiteNetwork: NetworkAllocations {
+    let db: Database
+    let name: String
+
+    func held(by mac: MACAddress, family: IPAddress.Family) throws -> Allocation? {
+        try Allocation.filter(Column("network") == name && Column("mac") == mac.description && Column("family") == family.rawValue)
+            .fetchOne(db)
+    }
+
+    func holder(of address: IPAddress) throws -> Allocation? {
+        try Allocation.filter(Column("network") == name && Column("address") == address.description).fetchOne(db)
+    }
+
+    func allocated(among addresses: [IPAddress]) throws -> Set<IPAddress> {
+        try Self.addresses(db, Allocation.select(Column("address"))
+            .filter(Column("network") == name && addresses.map(\.description).contains(Column("address"))))
+    }
+
+    func everyAddress() throws -> Set<IPAddress> {
+        try Self.addresses(db, Allocation.select(Column("address")).filter(Column("network") == name))
+    }
+
+    private static func addresses(_ db: Database, _ request: QueryInterfaceRequest<Allocation>) throws -> Set<IPAddress> {
+        Set(try String.fetchAll(db, request).map { text in
+            guard let address = IPAddress(text) else { throw CorruptRow(description: "the allocation table holds \(text), not an IP address") }
+            return address
+        })
+    }
+
+    struct CorruptRow: Error, CustomStringConvertible {
+        var description: String
     }
 }

@@ -61,7 +61,7 @@ public protocol StateStore: AnyObject, Sendable {
     /// Deletes a pool. Refused while it has allocations, unless `force`, which deletes them too
     /// (the caller removes their DHCP host entries first).
     func deletePool(named name: String, force: Bool) throws(StoreError)
-    /// Hands one address to an owner, atomically, by ``AllocationRequest/choose(in:onNetwork:)``.
+    /// Hands one address to an owner, atomically, by ``AllocationRequest/choose(in:cursor:on:)``.
     func allocate(_ request: AllocationRequest) throws(StoreError) -> Allocation
     /// Gives an address back to its pool; returns what was released.
     func release(_ address: IPAddress, from poolName: String) throws(StoreError) -> Allocation
@@ -109,7 +109,8 @@ extension StateStore {
     }
 }
 
-/// What an allocation asks for; the store decides, inside its write transaction, with `choose`.
+/// What an allocation asks for; the store decides, inside its write transaction, with `choose`
+/// (PoolCursor.swift).
 public struct AllocationRequest: Sendable {
     public var pool: String
     public var family: IPAddress.Family
@@ -131,31 +132,6 @@ public struct AllocationRequest: Sendable {
         self.ownerName = ownerName
         self.mac = mac
         self.host = host
-    }
-
-    /// The allocation to insert, given the pool and every allocation on its network as the
-    /// transaction reads them: the one rule both stores apply.
-    public func choose(in pool: Pool, onNetwork: [Allocation]) throws(StoreError) -> Allocation {
-        if let held = onNetwork.first(where: { $0.mac == mac && $0.family == family }) {
-            throw StoreError.macHoldsAddress(mac, address: held)
-        }
-        let address: IPAddress
-        if let requested {
-            guard requested.family == family, pool.layout.allows(requested) else {
-                throw StoreError.addressOutsidePool(requested, pool: pool.name)
-            }
-            if let holder = onNetwork.first(where: { $0.address == requested }) {
-                throw StoreError.addressTaken(requested, owner: holder.ownerName)
-            }
-            address = requested
-        } else {
-            guard let free = pool.layout.firstFree(family, allocated: Set(onNetwork.map(\.address)).union(avoiding)) else {
-                throw StoreError.exhausted(pool: pool.name, family: family, size: pool.layout.size(of: family))
-            }
-            address = free
-        }
-        return Allocation(pool: pool.name, network: pool.network, address: address,
-                          ownerUUID: ownerUUID, ownerName: ownerName, mac: mac, host: host)
     }
 }
 

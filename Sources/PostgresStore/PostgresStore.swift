@@ -107,6 +107,12 @@ public final class PostgresStore: StateStore {
             "ALTER TABLE allocation ADD COLUMN host text",
             "ALTER TABLE pending_create ADD COLUMN host text, ADD COLUMN memory bigint NOT NULL DEFAULT 0",
         ]),
+        ("v6: pool cursors", [
+            """
+            CREATE TABLE pool_cursor (pool text NOT NULL REFERENCES pool (name) ON DELETE CASCADE, family text NOT NULL,
+                cursor text NOT NULL, PRIMARY KEY (pool, family))
+            """,
+        ]),
     ]
 
     /// Applies the migrations this server lacks, under the write lock (two clients starting at
@@ -302,6 +308,13 @@ public final class PostgresStore: StateStore {
             guard try !db.rows("SELECT 1 FROM pool WHERE name = \(name)").isEmpty else { throw StoreError.noSuchPool(name) }
             let held = try db.rows("SELECT count(*) FROM allocation WHERE pool = \(name)").first?.decode(Int.self) ?? 0
             if held > 0 && !force { throw StoreError.poolInUse(name, allocations: held) }
+            if held > 0 {
+                // Addresses below other pools' cursors on the network are free now: rebuild them.
+                try db.execute("""
+                    DELETE FROM pool_cursor WHERE pool IN
+                    (SELECT name FROM pool WHERE network = (SELECT network FROM pool WHERE name = \(name)))
+                    """)
+            }
             try db.execute("DELETE FROM allocation WHERE pool = \(name)")
             try db.execute("DELETE FROM pool WHERE name = \(name)")
         }
@@ -325,12 +338,27 @@ public final class PostgresStore: StateStore {
 
     public func allocate(_ request: AllocationRequest) throws(StoreError) -> Allocation {
         try write { db throws in
-            guard let pool = try db.rows("SELECT \(unescaped: Self.poolColumns) FROM pool WHERE name = \(request.pool)").first.map(Self.pool) else {
+            // The pool and its cursor for the family in one round trip.
+            guard let row = try db.rows("""
+                SELECT \(unescaped: Self.poolColumns), (SELECT c.cursor FROM pool_cursor c WHERE c.pool = pool.name AND c.family = \(request.family.rawValue))
+                FROM pool WHERE name = \(request.pool)
+                """).first else {
                 throw StoreError.noSuchPool(request.pool)
             }
-            let onNetwork = try db.rows("SELECT \(unescaped: Self.allocationColumns) FROM allocation WHERE network = \(pool.network)")
-                .map(Self.allocation)
-            var allocation = try request.choose(in: pool, onNetwork: onNetwork)
+            let (name, network, layout, allUsable, createdAt, cursorText) = try row.decode((String, String, String, Bool, Date, String?).self)
+            let pool = Pool(name: name, network: network, layout: try JSONText.decode(PoolLayout.self, layout), allUsable: allUsable, createdAt: createdAt)
+            let cursor = try cursorText.map { try JSONText.decode(PoolCursor.self, $0) }
+            var (allocation, after) = try request.choose(in: pool, cursor: cursor, on: PostgresNetwork(db: db, name: pool.network))
+            if after != cursor {
+                if let after {
+                    try db.execute("""
+                        INSERT INTO pool_cursor (pool, family, cursor) VALUES (\(pool.name), \(request.family.rawValue), \(try JSONText.encode(after)))
+                        ON CONFLICT (pool, family) DO UPDATE SET cursor = excluded.cursor
+                        """)
+                } else {
+                    try db.execute("DELETE FROM pool_cursor WHERE pool = \(pool.name) AND family = \(request.family.rawValue)")
+                }
+            }
             allocation.id = try db.rows("""
                 INSERT INTO allocation (pool, network, address, family, owner_uuid, owner_name, mac, host, created_at)
                 VALUES (\(allocation.pool), \(allocation.network), \(allocation.address.description), \(allocation.family.rawValue),
@@ -348,6 +376,21 @@ public final class PostgresStore: StateStore {
                 DELETE FROM allocation WHERE pool = \(poolName) AND address = \(address.description)
                 RETURNING \(unescaped: Self.allocationColumns)
                 """).first.map(Self.allocation) else { throw StoreError.notAllocated(address, pool: poolName) }
+            // The address becomes a hole of every pool cursor on its network that has passed it.
+            for row in try db.rows("""
+                SELECT p.name, p.layout, c.cursor FROM pool p JOIN pool_cursor c ON c.pool = p.name
+                WHERE p.network = \(allocation.network) AND c.family = \(allocation.family.rawValue)
+                """) {
+                let (pool, layout, text) = try row.decode((String, String, String).self)
+                let cursor = try JSONText.decode(PoolCursor.self, text)
+                let after = cursor.releasing(allocation.address, in: try JSONText.decode(PoolLayout.self, layout))
+                if after == cursor { continue }
+                if let after {
+                    try db.execute("UPDATE pool_cursor SET cursor = \(try JSONText.encode(after)) WHERE pool = \(pool) AND family = \(allocation.family.rawValue)")
+                } else {
+                    try db.execute("DELETE FROM pool_cursor WHERE pool = \(pool) AND family = \(allocation.family.rawValue)")
+                }
+            }
             return allocation
         }
     }
@@ -366,6 +409,36 @@ public final class PostgresStore: StateStore {
     public func allocations(ownedBy uuid: UUID) throws(StoreError) -> [Allocation] {
         try read { db throws in
             Self.ordered(try db.rows("SELECT \(unescaped: Self.allocationColumns) FROM allocation WHERE owner_uuid = \(uuid)").map(Self.allocation))
+        }
+    }
+
+    /// The allocations of one network as an allocation reads them, by the UNIQUE indexes.
+    struct PostgresNetwork: NetworkAllocations {
+        let db: Statements
+        let name: String
+
+        func held(by mac: MACAddress, family: IPAddress.Family) throws -> Allocation? {
+            try db.rows("""
+                SELECT \(unescaped: PostgresStore.allocationColumns) FROM allocation
+                WHERE network = \(name) AND mac = \(mac.description) AND family = \(family.rawValue)
+                """).first.map(PostgresStore.allocation)
+        }
+
+        func holder(of address: IPAddress) throws -> Allocation? {
+            try db.rows("SELECT \(unescaped: PostgresStore.allocationColumns) FROM allocation WHERE network = \(name) AND address = \(address.description)")
+                .first.map(PostgresStore.allocation)
+        }
+
+        func allocated(among addresses: [IPAddress]) throws -> Set<IPAddress> {
+            try Self.addresses(db.rows("SELECT address FROM allocation WHERE network = \(name) AND address = ANY(\(addresses.map(\.description)))"))
+        }
+
+        func everyAddress() throws -> Set<IPAddress> {
+            try Self.addresses(db.rows("SELECT address FROM allocation WHERE network = \(name)"))
+        }
+
+        private static func addresses(_ rows: [PostgresRow]) throws -> Set<IPAddress> {
+            Set(try rows.map { try JSONText.parse(IPAddress.self, try $0.decode(String.self)) })
         }
     }
 
