@@ -371,9 +371,12 @@ public final class PostgresStore: StateStore {
 
     public func release(_ address: IPAddress, from poolName: String) throws(StoreError) -> Allocation {
         try write { db throws in
-            guard try !db.rows("SELECT 1 FROM pool WHERE name = \(poolName)").isEmpty else { throw StoreError.noSuchPool(poolName) }
+            guard let network = try db.rows("SELECT network FROM pool WHERE name = \(poolName)").first?.decode(String.self) else {
+                throw StoreError.noSuchPool(poolName)
+            }
+            // By UNIQUE (network, address): (pool, address) has no index.
             guard let allocation = try db.rows("""
-                DELETE FROM allocation WHERE pool = \(poolName) AND address = \(address.description)
+                DELETE FROM allocation WHERE network = \(network) AND address = \(address.description) AND pool = \(poolName)
                 RETURNING \(unescaped: Self.allocationColumns)
                 """).first.map(Self.allocation) else { throw StoreError.notAllocated(address, pool: poolName) }
             // The address becomes a hole of every pool cursor on its network that has passed it.
