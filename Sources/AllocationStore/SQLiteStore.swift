@@ -42,7 +42,15 @@ public final class SQLiteStore: StateStore {
                 try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")
             }
             database = try DatabaseQueue(path: path, configuration: configuration)
-            try Self.migrator.migrate(database)
+            // As on PostgreSQL: an older vmctl would write under rules it does not know (a
+            // release that leaves the pool cursors unaware of its address).
+            let migrator = Self.migrator
+            if let unknown = try database.read({ db in
+                try migrator.appliedIdentifiers(db).subtracting(migrator.migrations).sorted().first
+            }) {
+                throw Problem(description: "it was migrated by a newer vmctl (\(unknown)); upgrade this vmctl")
+            }
+            try migrator.migrate(database)
             // SQLite gives its -wal and -shm files the main file's mode; make sure of all three.
             for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
                 _ = chmod(file, 0o600)
@@ -430,12 +438,13 @@ struct SQLiteNetwork: NetworkAllocations {
 
     private static func addresses(_ db: Database, _ request: QueryInterfaceRequest<Allocation>) throws -> Set<IPAddress> {
         Set(try String.fetchAll(db, request).map { text in
-            guard let address = IPAddress(text) else { throw CorruptRow(description: "the allocation table holds \(text), not an IP address") }
+            guard let address = IPAddress(text) else { throw Problem(description: "the allocation table holds \(text), not an IP address") }
             return address
         })
     }
+}
 
-    struct CorruptRow: Error, CustomStringConvertible {
-        var description: String
-    }
+/// A failure of the file's contents, in words (reported as `StoreError`'s reason).
+struct Problem: Error, CustomStringConvertible {
+    var description: String
 }

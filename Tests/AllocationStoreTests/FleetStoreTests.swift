@@ -70,15 +70,21 @@ struct FleetStoreTests {
         #expect(Set(try backend.open(location).pendingCreates().compactMap(\.host)) == ["host1", "host2"])
     }
 
-    @Test("a PostgreSQL server migrated by a newer vmctl is refused, naming the migration")
-    func newerSchema() throws {
-        let location = try Backend.postgres.freshLocation()
-        _ = try Backend.postgres.open(location)
-        let added = try runProcess("/usr/bin/psql", ["-X", "-q", location, "-c", "INSERT INTO vmctl_migration VALUES ('v99: the future', now())"])
-        #expect(added.status == 0, "\(added.standardError)")
-        let error = #expect(throws: StoreError.self) { try Backend.postgres.open(location) }
+    @Test("a state migrated by a newer vmctl is refused, naming the migration", arguments: Backend.allCases)
+    func newerSchema(_ backend: Backend) throws {
+        let location = try backend.freshLocation()
+        _ = try backend.open(location)
+        switch backend {
+        case .postgres:
+            let added = try runProcess("/usr/bin/psql", ["-X", "-q", location, "-c", "INSERT INTO vmctl_migration VALUES ('v99: the future', now())"])
+            #expect(added.status == 0, "\(added.standardError)")
+        case .sqlite:
+            try DatabaseQueue(path: location).write { try $0.execute(sql: "INSERT INTO grdb_migrations VALUES ('v99: the future')") }
+        }
+        let error = #expect(throws: StoreError.self) { try backend.open(location) }
         #expect(error?.description.contains("it was migrated by a newer vmctl (v99: the future); upgrade this vmctl") == true)
-        #expect(error?.description.hasPrefix("cannot use the state database postgres://postgres@/") == true)
+        let prefix = backend == .postgres ? "cannot use the state database postgres://postgres@/" : "cannot use the state file \(location)"
+        #expect(error?.description.hasPrefix(prefix) == true, "\(error?.description ?? "")")
     }
 
     @Test("a SQLite file of the previous schema (v4) gains the hosts, keeping its allocations")
