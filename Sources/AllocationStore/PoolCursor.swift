@@ -73,6 +73,9 @@ public struct PoolCursor: Codable, Sendable, Equatable {
         }
     }
 
+    /// Itself, or nil when it holds more holes than it may keep.
+    var bounded: PoolCursor? { holes.count > Self.maximumHoles ? nil : self }
+
     /// The cursor once `address` is released from the network: a hole if it lies below `through`
     /// and the pool allows it; nil when that makes too many holes (the cursor is dropped).
     public func releasing(_ address: IPAddress, in layout: PoolLayout) -> PoolCursor? {
@@ -119,15 +122,14 @@ extension AllocationRequest {
             address = requested
         } else if let cursor, cursor.family == family, let (free, advanced) = try cursor.next(in: pool.layout, avoiding: avoiding, on: network) {
             address = free
-            after = advanced.holes.count > PoolCursor.maximumHoles ? nil : advanced
+            after = advanced.bounded
         } else {
             let allocated = try network.everyAddress()
             guard let free = pool.layout.firstFree(family, allocated: allocated.union(avoiding)) else {
                 throw StoreError.exhausted(pool: pool.name, family: family, size: pool.layout.size(of: family))
             }
             address = free
-            let built = PoolCursor(layout: pool.layout, chosen: free, allocated: allocated, avoiding: avoiding)
-            after = built.holes.count > PoolCursor.maximumHoles ? nil : built
+            after = PoolCursor(layout: pool.layout, chosen: free, allocated: allocated, avoiding: avoiding).bounded
         }
         let allocation = Allocation(pool: pool.name, network: pool.network, address: address,
                                     ownerUUID: ownerUUID, ownerName: ownerName, mac: mac, host: host)

@@ -279,13 +279,12 @@ public final class SQLiteStore: StateStore {
 
     public func deletePool(named name: String, force: Bool) throws(StoreError) {
         try write { db in
-            guard try Pool.exists(db, key: name) else { throw StoreError.noSuchPool(name) }
+            guard let pool = try Pool.fetchOne(db, key: name) else { throw StoreError.noSuchPool(name) }
             let held = try Allocation.filter(Column("pool") == name).fetchCount(db)
             if held > 0 && !force { throw StoreError.poolInUse(name, allocations: held) }
             if held > 0 {
                 // Addresses below other pools' cursors on the network are free now: rebuild them.
-                let network = try Pool.fetchOne(db, key: name)!.network
-                let pools = try String.fetchAll(db, Pool.select(Column("name")).filter(Column("network") == network))
+                let pools = try String.fetchAll(db, Pool.select(Column("name")).filter(Column("network") == pool.network))
                 try PoolCursorRecord.filter(pools.contains(Column("pool"))).deleteAll(db)
             }
             try Allocation.filter(Column("pool") == name).deleteAll(db)

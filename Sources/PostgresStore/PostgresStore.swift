@@ -274,7 +274,12 @@ public final class PostgresStore: StateStore {
     // MARK: Pools and allocations
 
     private static func pool(_ row: PostgresRow) throws -> Pool {
-        let (name, network, layout, allUsable, createdAt) = try row.decode((String, String, String, Bool, Date).self)
+        try pool(row.decode((String, String, String, Bool, Date).self))
+    }
+
+    /// The pool from its columns, `poolColumns` in order.
+    private static func pool(_ columns: (String, String, String, Bool, Date)) throws -> Pool {
+        let (name, network, layout, allUsable, createdAt) = columns
         return Pool(name: name, network: network, layout: try JSONText.decode(PoolLayout.self, layout), allUsable: allUsable, createdAt: createdAt)
     }
 
@@ -346,7 +351,7 @@ public final class PostgresStore: StateStore {
                 throw StoreError.noSuchPool(request.pool)
             }
             let (name, network, layout, allUsable, createdAt, cursorText) = try row.decode((String, String, String, Bool, Date, String?).self)
-            let pool = Pool(name: name, network: network, layout: try JSONText.decode(PoolLayout.self, layout), allUsable: allUsable, createdAt: createdAt)
+            let pool = try Self.pool((name, network, layout, allUsable, createdAt))
             let cursor = try cursorText.map { try JSONText.decode(PoolCursor.self, $0) }
             var (allocation, after) = try request.choose(in: pool, cursor: cursor, on: PostgresNetwork(db: db, name: pool.network))
             if after != cursor {
