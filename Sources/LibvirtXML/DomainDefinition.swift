@@ -217,45 +217,41 @@ public struct VMMetadata: Sendable, Equatable {
 
     /// Parses the element (as `virDomainGetXMLDesc` or `virDomainGetMetadata` return it).
     public init(xml: String) throws(XMLProblem) {
-        guard let document = try? XMLDocument(xmlString: xml), let root = document.rootElement() else {
-            throw XMLProblem("vmctl metadata is not XML")
-        }
-        try self.init(element: root)
+        guard let root = ParsedElement.parse(xml) else { throw XMLProblem("vmctl metadata is not XML") }
+        try self.init(root: root)
     }
 
+    /// The element as it stands in a domain's XML (its namespace is declared on it).
     init(element: XMLElement) throws(XMLProblem) {
-        // Each element's children grouped by name in one pass: FoundationXML makes a new array of
-        // node objects on every `children` read, the larger part of `vmctl list`'s own time.
-        func grouped(_ parent: XMLElement) -> [String: [XMLElement]] {
-            Dictionary(grouping: (parent.children ?? []).compactMap { $0 as? XMLElement }) { $0.localName ?? $0.name ?? "" }
-        }
-        let topLevel = grouped(element)
-        func children(_ name: String) -> [XMLElement] { topLevel[name] ?? [] }
-        func attribute(_ element: XMLElement, _ name: String) throws(XMLProblem) -> String {
-            guard let value = element.attribute(forName: name)?.stringValue else {
-                throw XMLProblem("vmctl metadata: <\(element.localName ?? "?")> has no \(name)")
+        try self.init(xml: element.xmlString)
+    }
+
+    private init(root: ParsedElement) throws(XMLProblem) {
+        func attribute(_ element: ParsedElement, _ name: String) throws(XMLProblem) -> String {
+            guard let value = element.attributes[name] else {
+                throw XMLProblem("vmctl metadata: <\(element.name)> has no \(name)")
             }
             return value
         }
-        guard let created = children("created").first?.stringValue.flatMap(parseTimestamp) else {
+        guard let created = root.children("created").first.flatMap({ parseTimestamp($0.text) }) else {
             throw XMLProblem("vmctl metadata without a valid <created>")
         }
         createdAt = created
-        expiresAt = children("expires").first?.stringValue.flatMap(parseTimestamp)
+        expiresAt = root.children("expires").first.flatMap { parseTimestamp($0.text) }
         var labels: [String: String] = [:]
-        for label in children("label") { labels[try attribute(label, "key")] = label.stringValue ?? "" }
+        for label in root.children("label") { labels[try attribute(label, "key")] = label.text }
         self.labels = labels
-        image = children("image").first?.stringValue
-        sshUser = children("ssh").first?.attribute(forName: "user")?.stringValue
-        host = children("host").first?.attribute(forName: "name")?.stringValue
+        image = root.children("image").first?.text
+        sshUser = root.children("ssh").first?.attributes["user"]
+        host = root.children("host").first?.attributes["name"]
         var volumes: [Volume] = []
-        for volume in children("volume") {
+        for volume in root.children("volume") {
             volumes.append(Volume(pool: try attribute(volume, "pool"), name: try attribute(volume, "name"),
                                   path: try attribute(volume, "path"), role: try attribute(volume, "role")))
         }
         self.volumes = volumes
         var addresses: [Address] = []
-        for address in children("address") {
+        for address in root.children("address") {
             guard let ip = IPAddress(try attribute(address, "ip")), let mac = MACAddress(try attribute(address, "mac")) else {
                 throw XMLProblem("vmctl metadata: an <address> with an invalid ip or mac")
             }
@@ -263,24 +259,72 @@ public struct VMMetadata: Sendable, Equatable {
                                      address: ip, mac: mac))
         }
         self.addresses = addresses
-        devices = try children("devices").first.map { devices throws(XMLProblem) in
-            let listed = grouped(devices)
+        devices = try root.children("devices").first.map { devices throws(XMLProblem) in
             var disks: [DomainDefinition.Disk] = []
-            for disk in listed["disk"] ?? [] {
+            for disk in devices.children("disk") {
                 disks.append(DomainDefinition.Disk(device: try attribute(disk, "device"), target: try attribute(disk, "target"),
-                                                   path: disk.attribute(forName: "path")?.stringValue,
-                                                   format: disk.attribute(forName: "format")?.stringValue, backingPath: nil))
+                                                   path: disk.attributes["path"], format: disk.attributes["format"], backingPath: nil))
             }
             var interfaces: [DomainDefinition.Interface] = []
-            for nic in listed["nic"] ?? [] {
-                let mac = try nic.attribute(forName: "mac")?.stringValue.map { text throws(XMLProblem) in
+            for nic in devices.children("nic") {
+                let mac = try nic.attributes["mac"].map { text throws(XMLProblem) in
                     guard let mac = MACAddress(text) else { throw XMLProblem("vmctl metadata: a <nic> with an invalid mac") }
                     return mac
                 }
-                interfaces.append(DomainDefinition.Interface(type: try attribute(nic, "type"), network: nic.attribute(forName: "network")?.stringValue,
-                                                             mac: mac, model: nic.attribute(forName: "model")?.stringValue))
+                interfaces.append(DomainDefinition.Interface(type: try attribute(nic, "type"), network: nic.attributes["network"],
+                                                             mac: mac, model: nic.attributes["model"]))
             }
             return Devices(disks: disks, interfaces: interfaces)
+        }
+    }
+}
+
+/// An element as Foundation's event parser reports it, with its children: enough of a tree for
+/// vmctl's metadata. `vmctl list` parses one element per domain, and building an XMLDocument
+/// (a node object for every element, attribute and text, made anew at each read) cost most of
+/// list's own time.
+struct ParsedElement {
+    /// The name without its namespace prefix.
+    var name: String
+    var attributes: [String: String]
+    /// The text directly inside it.
+    var text = ""
+    var elements: [ParsedElement] = []
+
+    /// The child elements called `name`.
+    func children(_ name: String) -> [ParsedElement] { elements.filter { $0.name == name } }
+
+    /// The root element of `xml`, or `nil` when it is not well-formed XML.
+    static func parse(_ xml: String) -> ParsedElement? {
+        let parser = XMLParser(data: Data(xml.utf8))
+        let builder = TreeBuilder()
+        parser.delegate = builder
+        guard parser.parse() else { return nil }
+        return builder.root
+    }
+
+    private final class TreeBuilder: NSObject, XMLParserDelegate {
+        /// The elements opened and not yet closed, outermost first.
+        var open: [ParsedElement] = []
+        var root: ParsedElement?
+
+        func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
+                    qualifiedName: String?, attributes: [String: String] = [:]) {
+            let name = elementName.lastIndex(of: ":").map { String(elementName[elementName.index(after: $0)...]) } ?? elementName
+            open.append(ParsedElement(name: name, attributes: attributes))
+        }
+
+        func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName: String?) {
+            guard let element = open.popLast() else { return }
+            if open.isEmpty { root = element } else { open[open.count - 1].elements.append(element) }
+        }
+
+        func parser(_ parser: XMLParser, foundCharacters string: String) {
+            if !open.isEmpty { open[open.count - 1].text += string }
+        }
+
+        func parser(_ parser: XMLParser, foundCDATA block: Data) {
+            if !open.isEmpty { open[open.count - 1].text += String(decoding: block, as: UTF8.self) }
         }
     }
 }
