@@ -33,7 +33,7 @@ public struct Session: Sendable {
     }
 
     public var networks: Networks { Networks(session: self) }
-    public var reader: VMReader { VMReader(connection: connection) }
+    public var reader: VMReader { VMReader(connection: connection, uri: uri) }
 
     public func doctor(_ state: State) -> Doctor { Doctor(state: state, session: self) }
     public func portForwards(_ state: State) -> PortForwards { PortForwards(state: state, session: self) }

@@ -139,9 +139,13 @@ extension String {
 /// together on the one connection.
 public struct VMReader: Sendable {
     public let connection: Connection
+    /// The connection's URI, given when ``listAll()`` may open more connections to the same
+    /// daemon (``sideConnectionsAllowed(to:)``).
+    public let uri: String?
 
-    public init(connection: Connection) {
+    public init(connection: Connection, uri: String? = nil) {
         self.connection = connection
+        self.uri = uri
     }
 
     /// One domain's definition and state.
@@ -272,17 +276,31 @@ extension DomainDefinition {
     }
 }
 
-/// One thread's share of ``VMReader/listAll()``'s metadata reads.
-struct MetadataChunk: Sendable {
-    var index: Int
-    var reads: [Domain.MetadataRead]
+/// One connection's share of ``VMReader/listAll()``'s metadata reads.
+struct MetadataShare: Sendable {
+    var reads: [UUID: Domain.MetadataRead]
 }
 
 extension VMReader {
-    /// How many threads ``listAll()`` reads metadata on at once, each asking its share of the
-    /// domains one after another. Measured with 200 domains, 2 cores: a task and a thread hop per
-    /// call, 16 in flight, 84 ms for the whole list; one thread 64 ms, two 61, four 73, eight 82.
-    static let parallelListReads = 2
+    /// How many connections ``listAll()`` reads metadata over, the reader's own included, each
+    /// asking for its share of the domains one after another on one thread. libvirt answers one
+    /// connection's calls one at a time, whatever number of threads ask (measured, 200 domains,
+    /// 2 cores, the calls alone: one connection 38-64 ms from one thread and 46 from two; two
+    /// connections 19-32; four 17-26).
+    static let metadataConnections = 4
+
+    /// Fewer domains than this are read over the reader's connection alone: opening another
+    /// costs about what 20 reads do.
+    static let sideConnectionThreshold = 64
+
+    /// Whether `uri` may be opened again for a listing: a local daemon only (reached over its
+    /// UNIX socket; another qemu+ssh connection is another SSH session), and not the test driver,
+    /// whose `test:///FILE` opens a separate copy of the file.
+    static func sideConnectionsAllowed(to uri: String) -> Bool {
+        guard let components = URLComponents(string: uri), let scheme = components.scheme else { return false }
+        let transport = scheme.split(separator: "+", maxSplits: 1).dropFirst().first
+        return (transport == nil || transport == "unix") && (components.host ?? "").isEmpty && !scheme.hasPrefix("test")
+    }
 
     /// Every domain as `vmctl list` shows it, in name order, in as few calls as the contract
     /// allows: one statistics call for every state, vCPU count and memory size, then one metadata
@@ -296,22 +314,7 @@ extension VMReader {
         } catch {
             throw ProvisioningError(while: "list the VMs", error)
         }
-        let share = max(1, (records.count + Self.parallelListReads - 1) / Self.parallelListReads)
-        let chunks = stride(from: 0, to: records.count, by: share).map { Array(records[$0..<min($0 + share, records.count)]) }
-        // Plain structs out of the task group (tuples holding generic values crash release
-        // builds, see Fleet.swift).
-        let reads = await withTaskGroup(of: MetadataChunk.self) { group in
-            for (index, chunk) in chunks.enumerated() {
-                group.addTask { MetadataChunk(index: index, reads: await Domain.metadata(of: chunk.map(\.domain), namespace: VMMetadata.namespace)) }
-            }
-            var reads: [MetadataChunk] = []
-            for await read in group { reads.append(read) }
-            return reads
-        }
-        var metadata: [UUID: Domain.MetadataRead] = [:]
-        for read in reads {
-            for (record, answer) in zip(chunks[read.index], read.reads) { metadata[record.domain.uuid] = answer }
-        }
+        let metadata = await readMetadata(of: records.map(\.domain))
         var rows: [(Domain, DomainDefinition, Domain.State)] = []
         var unlisted: [Domain] = []
         var states: [UUID: Domain.State] = [:]
@@ -330,5 +333,38 @@ extension VMReader {
         }
         rows += try await read(unlisted, knownStates: states)
         return rows.sorted { $0.0.name < $1.0.name }
+    }
+
+    /// vmctl's metadata element of each domain, by UUID, split over ``metadataConnections``
+    /// connections when there are many domains and the daemon is local. The other connections
+    /// list the domains once each to get handles of their own; a domain one of them does not
+    /// list (defined meanwhile), or a connection that does not open, leaves its domains without
+    /// an answer, and the caller reads those whole.
+    func readMetadata(of domains: [Domain]) async -> [UUID: Domain.MetadataRead] {
+        let sides = domains.count >= Self.sideConnectionThreshold ? (uri.flatMap { Self.sideConnectionsAllowed(to: $0) ? $0 : nil }) : nil
+        let count = sides == nil ? 1 : Self.metadataConnections
+        let share = (domains.count + count - 1) / max(1, count)
+        let shares = stride(from: 0, to: domains.count, by: max(1, share)).map { Array(domains[$0..<min($0 + share, domains.count)]) }
+        // Plain structs out of the task group (tuples holding generic values crash release
+        // builds, see Fleet.swift).
+        let answers = await withTaskGroup(of: MetadataShare.self) { group in
+            for (index, mine) in shares.enumerated() {
+                group.addTask {
+                    var handles = mine
+                    if index > 0, let uri = sides {
+                        // The connection lives as long as its handles, this task.
+                        guard let side = try? await Connection.open(uri), let listed = try? await side.domains() else { return MetadataShare(reads: [:]) }
+                        let wanted = Set(mine.map(\.uuid))
+                        handles = listed.filter { wanted.contains($0.uuid) }
+                    }
+                    let reads = await Domain.metadata(of: handles, namespace: VMMetadata.namespace)
+                    return MetadataShare(reads: Dictionary(zip(handles.map(\.uuid), reads), uniquingKeysWith: { first, _ in first }))
+                }
+            }
+            var answers: [UUID: Domain.MetadataRead] = [:]
+            for await share in group { answers.merge(share.reads) { first, _ in first } }
+            return answers
+        }
+        return answers
     }
 }

@@ -386,6 +386,60 @@ extension Integration {
                 for name in names { try await setup.expectNothingLeft(of: name) }
             }
         }
+
+        @Test("list of 80 defined domains reads their metadata over several connections to the daemon and agrees with show for every one, vmctl's and not")
+        func listOverSeveralConnections() async throws {
+            try await Setup.with { setup in
+                var defined: [Domain] = []
+                do {
+                    // 78 as vmctl's writer defines them (the metadata records their devices), two without vmctl's element.
+                    for index in 0..<80 {
+                        defined.append(try await setup.connection.defineDomain(xml: try Self.listedDomain(index, setup: setup, vmctls: index < 78)))
+                    }
+                    let profiled = try runVMCtl(["list", "--format", "json"], environment: setup.environment.merging(["VMCTL_PROFILE": "1"]) { $1 })
+                    #expect(profiled.status == 0, "\(profiled.standardError)")
+                    // The reader's own connection and three more, each listing the domains once.
+                    let opens = profiled.standardError.split(separator: "\n").first { $0.contains("Connection.open") }
+                    #expect(opens?.split(separator: " ").contains("4") == true, "\(profiled.standardError)")
+                    let listed = try JSONDecoder().decode([VMJSON].self, from: Data(profiled.standardOutput.utf8))
+                        .filter { $0.name.hasPrefix("ivl-\(setup.id)-") }
+                    #expect(listed.map(\.name) == defined.map(\.name).sorted())
+                    for vm in listed {
+                        let shown = try setup.vmctl("show", vm.name, "--format", "json")
+                        #expect(try JSONDecoder().decode(VMJSON.self, from: Data(shown.standardOutput.utf8)) == vm)
+                    }
+                    #expect(listed.filter { $0.labels.isEmpty }.map(\.name) == ["ivl-\(setup.id)-78", "ivl-\(setup.id)-79"])
+                    let seventh = try #require(listed.first { $0.name == "ivl-\(setup.id)-7" })
+                    #expect(seventh.memoryMiB == 71 && seventh.vcpus == 2 && seventh.state == "shutoff")
+                    #expect(seventh.interfaces.map(\.addresses) == [["\(setup.natSubnet).107"]])
+                } catch {
+                    for domain in defined { try? await domain.undefine() }
+                    throw error
+                }
+                for domain in defined { try await domain.undefine() }
+            }
+        }
+
+        /// Domain number `index` of ``listOverSeveralConnections()``, never started; with vmctl's
+        /// metadata as its writer records it, or none.
+        static func listedDomain(_ index: Int, setup: Setup, vmctls: Bool) throws -> String {
+            let name = "ivl-\(setup.id)-\(index)"
+            let mac = MACAddress("52:54:00:6c:\(String(format: "%02x:%02x", index / 256, index % 256))")!
+            let root = "/var/lib/libvirt/vmctl/\(name)-root.qcow2"
+            var metadata = VMMetadata(
+                createdAt: Date(), expiresAt: nil, labels: ["suite": setup.id, "index": "\(index)"], image: setup.image,
+                volumes: [.init(pool: "vmctl", name: "\(name)-root.qcow2", path: root, role: "root")],
+                addresses: [.init(pool: "pn-\(setup.id)", network: "ivn-\(setup.id)", address: IPAddress("\(setup.natSubnet).\(index + 100)")!, mac: mac)])
+            var configuration = DomainConfiguration(
+                type: "qemu", hostCPU: false, name: name, uuid: UUID().uuidString.lowercased(), metadata: "", memoryMiB: 64 + UInt64(index),
+                vcpus: 1 + index % 2, kernel: "/var/lib/libvirt/vmctl/vmlinuz", cmdline: "console=ttyS0",
+                disks: [.init(path: root, format: "qcow2", target: "vda")], interfaces: [.init(network: "ivn-\(setup.id)", mac: mac.description, model: "virtio")])
+            metadata.devices = configuration.devices
+            configuration.metadata = metadata.xml
+            let xml = try configuration.xml
+            guard !vmctls, let start = xml.range(of: "<metadata>"), let end = xml.range(of: "</metadata>") else { return xml }
+            return String(xml[..<start.lowerBound] + xml[end.upperBound...])
+        }
     }
 }
 

@@ -181,4 +181,15 @@ struct VMSpecTests {
         #expect(expectations[0].missing(leases: [lease(mac.description, "192.0.2.10")], answering: .arp([IPAddress("203.0.113.5")!], error: nil)).isEmpty)
         #expect(expectations[1].missing(leases: [lease("52:54:00:00:00:08", "192.0.2.150")], answering: .arp([], error: "wrong nlmsg len")).isEmpty)
     }
+
+    @Test("list opens more connections only to a local daemon: not over SSH or TCP, not to the test driver")
+    func sideConnections() {
+        for uri in ["qemu:///system", "qemu:///session", "qemu:///system?socket=/tmp/vmctl-test/run/libvirt-sock", "lxc:///system", "qemu+unix:///system"] {
+            #expect(VMReader.sideConnectionsAllowed(to: uri), "\(uri)")
+        }
+        for uri in ["qemu+ssh://root@host1/system", "qemu+tcp://host1/system", "qemu://host1/system", "qemu+libssh2://host1/system",
+                    "test:///default", "test:///tmp/node.xml", "", "not a uri"] {
+            #expect(!VMReader.sideConnectionsAllowed(to: uri), "\(uri)")
+        }
+    }
 }
