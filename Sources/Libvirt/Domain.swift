@@ -190,24 +190,32 @@ public final class Domain: @unchecked Sendable {
         return String(cString: raw)
     }
 
-    /// The `<metadata>` element in `namespaceURI` of each domain, asked one after another on one
-    /// thread: for hundreds of domains the calls then cost what libvirt's round trip costs, not a
-    /// thread hop each. A domain's failure is its entry's error; the others are still read.
+    /// The `<metadata>` element in `namespaceURI` of the domains `next` hands out, asked one
+    /// after another on one thread until `next` returns `nil`: for hundreds of domains the calls
+    /// then cost what libvirt's round trip costs, not a thread hop each, and the threads of
+    /// several connections can share one list, each taking the next entry when it is free.
+    /// `domain` gives this connection's handle of an entry (`nil`: not answered here). A domain's
+    /// failure is its entry's error; the others are still read.
     ///
     /// The corresponding C function is `virDomainGetMetadata` with `VIR_DOMAIN_METADATA_ELEMENT`.
-    public static func metadata(of domains: [Domain], namespace namespaceURI: String) async -> [MetadataRead] {
-        await blocking { () -> [MetadataRead] in
-            domains.map { domain in
+    public static func metadata(
+        namespace namespaceURI: String, taking next: @escaping @Sendable () -> Int?, domain: @escaping @Sendable (Int) -> Domain?
+    ) async -> [Int: MetadataRead] {
+        await blocking { () -> [Int: MetadataRead] in
+            var reads: [Int: MetadataRead] = [:]
+            while let index = next() {
+                guard let domain = domain(index) else { continue }
                 do throws(LibvirtError) {
-                    return MetadataRead(xml: try domain.metadataElement(namespace: namespaceURI, flags: 0), error: nil)
+                    reads[index] = MetadataRead(xml: try domain.metadataElement(namespace: namespaceURI, flags: 0), error: nil)
                 } catch {
-                    return MetadataRead(xml: nil, error: error)
+                    reads[index] = MetadataRead(xml: nil, error: error)
                 }
             }
+            return reads
         }
     }
 
-    /// One domain's answer to ``metadata(of:namespace:)``: the element (`nil` when it has none) or
+    /// One domain's answer to ``metadata(namespace:taking:domain:)``: the element (`nil` when it has none) or
     /// the error of its call.
     public struct MetadataRead: Sendable {
         /// The element, or `nil` when the domain has none in the namespace (or the call failed).
