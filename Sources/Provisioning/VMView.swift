@@ -137,7 +137,7 @@ extension String {
 }
 
 /// Reads domains and what their views need, with the calls for different domains in flight
-/// together on the one connection.
+/// together (a listing of many domains over more than one connection, ``listAll()``).
 public struct VMReader: Sendable {
     public let connection: Connection
     /// The connection's URI, given when ``listAll()`` may open more connections to the same
@@ -333,12 +333,12 @@ extension VMReader {
         var rows: [(Domain, DomainDefinition, Domain.State)] = []
         var unlisted: [Domain] = []
         var states: [UUID: Domain.State] = [:]
-        for record in records {
+        for (index, record) in records.enumerated() {
             let domain = record.domain
             if let state = record.state { states[domain.uuid] = state }
             if let state = record.state, let vcpus = record.values["vcpu.maximum"]?.unsigned,
                let memoryKiB = record.values["balloon.maximum"]?.unsigned,
-               let xml = metadata[domain.uuid]?.xml, let parsed = try? VMMetadata(xml: xml),
+               let xml = metadata[index]?.xml, let parsed = try? VMMetadata(xml: xml),
                let definition = DomainDefinition(listed: domain.name, uuid: domain.uuid, memoryKiB: memoryKiB, vcpus: Int(vcpus), metadata: parsed) {
                 rows.append((domain, definition, state))
             } else {
@@ -350,19 +350,20 @@ extension VMReader {
         return rows.sorted { $0.0.name < $1.0.name }
     }
 
-    /// vmctl's metadata element of each domain, by UUID, read over ``metadataConnections``
-    /// connections when there are many domains and the daemon is local. The reader's connection
+    /// vmctl's metadata element of each domain, by its index in `domains`, read over
+    /// ``metadataConnections`` connections when there are many domains and the daemon is local.
+    /// The reader's connection
     /// starts at once; each other one joins when it has opened and listed the domains for handles
     /// of its own. A domain an extra connection does not list (defined meanwhile) is skipped
     /// there, and one that is not answered at all (a connection failed meanwhile) is left out:
     /// the caller reads those whole.
-    func readMetadata(of domains: [Domain]) async -> [UUID: Domain.MetadataRead] {
+    func readMetadata(of domains: [Domain]) async -> [Int: Domain.MetadataRead] {
         let sides = domains.count >= Self.sideConnectionThreshold ? (uri.flatMap { Self.sideConnectionsAllowed(to: $0) ? $0 : nil }) : nil
         let queue = ReadQueue(count: domains.count)
         let namespace = VMMetadata.namespace
         // Plain structs out of the task group (tuples holding generic values crash release
         // builds, see Fleet.swift).
-        let answers = await withTaskGroup(of: MetadataAnswers.self) { group in
+        return await withTaskGroup(of: MetadataAnswers.self) { group in
             group.addTask { MetadataAnswers(reads: await Domain.metadata(namespace: namespace, taking: queue.take) { domains[$0] }) }
             for _ in 1..<(sides == nil ? 1 : Self.metadataConnections) {
                 group.addTask {
@@ -378,6 +379,5 @@ extension VMReader {
             for await share in group { answers.merge(share.reads) { first, _ in first } }
             return answers
         }
-        return Dictionary(answers.map { (domains[$0.key].uuid, $0.value) }, uniquingKeysWith: { first, _ in first })
     }
 }

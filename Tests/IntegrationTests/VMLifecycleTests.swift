@@ -401,6 +401,9 @@ extension Integration {
                     // The reader's own connection and three more, each listing the domains once.
                     let opens = profiled.standardError.split(separator: "\n").first { $0.contains("Connection.open") }
                     #expect(opens?.split(separator: " ").contains("4") == true, "\(profiled.standardError)")
+                    // Every one of them opened, listed and read: none left its domains to the others.
+                    let reads = profiled.standardError.split(separator: "\n").first { $0.contains("Domain.metadata") }
+                    #expect(reads?.split(separator: " ").contains("4") == true, "\(profiled.standardError)")
                     let listed = try JSONDecoder().decode([VMJSON].self, from: Data(profiled.standardOutput.utf8))
                         .filter { $0.name.hasPrefix("ivl-\(setup.id)-") }
                     #expect(listed.map(\.name) == defined.map(\.name).sorted())
