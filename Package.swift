@@ -124,7 +124,9 @@ let package = Package(
             name: "vmctl-bench",
             dependencies: ["Provisioning", "Libvirt", "LibvirtXML", "AllocationStore", "PostgresStore", "Addressing",
                            .product(name: "GRDB", package: "GRDB.swift")],
-            swiftSettings: strictSwift
+            swiftSettings: strictSwift,
+            // lld, as for the programs it measures: scripts/build-release's symbol ordering is an lld option.
+            linkerSettings: quickStart
         ),
         // scripts/bench: the libvirt calls of a create and a destroy made directly, the floor.
         .executableTarget(
