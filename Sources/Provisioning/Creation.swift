@@ -355,7 +355,7 @@ public struct Creation: Sendable {
 
     private func surveyConnection() async throws(ProvisioningError) -> Survey {
         var survey = Survey()
-        for (domain, definition, _) in try await VMReader(connection: connection).readAll() {
+        for (domain, definition) in try await VMReader(connection: connection).readAll() {
             for interface in definition.interfaces { if let mac = interface.mac { survey.macs[mac] = "VM \(domain.name)" } }
         }
         let networks = try await libvirtCall("list the networks") { () async throws(LibvirtError) in try await connection.networks() }

@@ -83,12 +83,15 @@ public struct Destroyer: Sendable {
         // Base images other VMs still stand on are never deleted.
         var images: [String: String] = [:]
         for (domain, definition) in all { if let image = definition.metadata?.image { images[image] = domain.name } }
+        // The power-offs, the slow calls, spread over connections; the rest stays on this one.
+        let lanes = await PowerLanes.open(session, calls: targets.count)
         let outcomes = await withTaskGroup(of: Outcome.self) { group in
-            for (domain, definition) in targets {
+            for (index, (domain, definition)) in targets.enumerated() {
                 let others = images.filter { $0.value != domain.name }
                 group.addTask {
                     do throws(ProvisioningError) {
-                        return Outcome(name: domain.name, error: nil, kept: try await destroy(domain, definition, imagesInUse: others))
+                        let powered = await lanes.domain(domain, for: index)
+                        return Outcome(name: domain.name, error: nil, kept: try await destroy(domain, definition, imagesInUse: others, poweringOff: powered))
                     } catch {
                         return Outcome(name: domain.name, error: error, kept: [])
                     }
@@ -102,7 +105,10 @@ public struct Destroyer: Sendable {
     }
 
     /// Destroys one VM; returns the volumes kept because another volume or VM uses them.
-    public func destroy(_ domain: Domain, _ definition: DomainDefinition, imagesInUse: [String: String]) async throws(ProvisioningError) -> [String] {
+    /// `powered` is the handle it is powered off through (the same domain on another connection,
+    /// see ``PowerLanes``), `domain` by default.
+    public func destroy(_ domain: Domain, _ definition: DomainDefinition, imagesInUse: [String: String],
+                        poweringOff powered: Domain? = nil) async throws(ProvisioningError) -> [String] {
         guard let metadata = definition.metadata else {
             throw ProvisioningError(.conflict, "it was not created by vmctl (no vmctl metadata)", hint: "remove it with virsh destroy and virsh undefine")
         }
@@ -115,7 +121,7 @@ public struct Destroyer: Sendable {
             bridges[network] = bridge
         }
         logger.debug("stopping \(domain.name)")
-        try await powerOff(domain, force: force, grace: grace)
+        try await powerOff(powered ?? domain, force: force, grace: grace)
         // vmctl create reserves with the domain's UUID as owner. The metadata records them too,
         // so that a lost state file cannot leave the host entries behind.
         var owned = try await state.run { store throws(StoreError) in try store.allocations(ownedBy: domain.uuid) }

@@ -105,7 +105,7 @@ public struct Doctor: Sendable {
             networks[name] = view
         }
         let vms = try await VMReader(connection: connection).readAll()
-        let recorded = vms.compactMap { domain, definition, _ in
+        let recorded = vms.compactMap { domain, definition in
             definition.metadata.map { RecordedAddresses(uuid: domain.uuid, name: domain.name, addresses: $0.addresses) }
         }
         // Addresses the VMs record and the store lost are theirs: their host entries are not

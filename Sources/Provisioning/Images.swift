@@ -196,7 +196,7 @@ public struct Images: Sendable {
     /// The VMs standing on each base image path (from vmctl's metadata).
     private func usersByPath() async throws(ProvisioningError) -> [String: [String]] {
         var users: [String: [String]] = [:]
-        for (domain, definition, _) in try await session.reader.readAll() {
+        for (domain, definition) in try await session.reader.readAll() {
             if let image = definition.metadata?.image { users[image, default: []].append(domain.name) }
         }
         return users.mapValues { $0.sorted() }

@@ -380,9 +380,14 @@ extension Integration {
                 #expect(addresses.count == 10 && Set(addresses).count == 10, "\(addresses)")
                 #expect(try await setup.harness.hostEntries(setup.nat, inactive: false).count == 10)
 
-                let destroyed = try setup.vmctl("destroy", "--label", "job=\(setup.id)", "--force")
+                // libvirtd serves five calls of one connection at a time: the ten power-offs go
+                // over the destroy's own connection and two more (PowerLanes).
+                let destroyed = try runVMCtl(["destroy", "--label", "job=\(setup.id)", "--force"],
+                                             environment: setup.environment.merging(["VMCTL_PROFILE": "1"]) { $1 })
                 #expect(destroyed.status == 0, "\(destroyed.standardError)")
                 #expect(destroyed.standardOutput.split(separator: "\n").map(String.init) == names.sorted())
+                let opens = destroyed.standardError.split(separator: "\n").first { $0.contains("Connection.open") }
+                #expect(opens?.split(separator: " ").contains("3") == true, "\(destroyed.standardError)")
                 for name in names { try await setup.expectNothingLeft(of: name) }
             }
         }

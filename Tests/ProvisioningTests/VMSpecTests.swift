@@ -192,4 +192,10 @@ struct VMSpecTests {
             #expect(!VMReader.sideConnectionsAllowed(to: uri), "\(uri)")
         }
     }
+
+    @Test("many power-offs at once take a connection per four calls, at most four connections")
+    func powerLanes() {
+        let counts = [0, 1, 4, 5, 8, 9, 10, 16, 17, 50].map(PowerLanes.connectionCount(forCalls:))
+        #expect(counts == [1, 1, 1, 2, 2, 3, 3, 4, 4, 4])
+    }
 }
