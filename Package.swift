@@ -63,16 +63,21 @@ let package = Package(
             name: "Addressing",
             swiftSettings: strictSwift
         ),
+        // Dates as UTC text without Foundation's formatters (they load ICU): pure.
+        .target(
+            name: "Timestamps",
+            swiftSettings: strictSwift
+        ),
         // Reading and writing libvirt's XML (networks, DHCP hosts): pure, tested without a daemon.
         .target(
             name: "LibvirtXML",
-            dependencies: ["Addressing"],
+            dependencies: ["Addressing", "Timestamps"],
             swiftSettings: strictSwift
         ),
         // Pools and allocations in SQLite (GRDB): one owner per address, across processes.
         .target(
             name: "AllocationStore",
-            dependencies: ["Addressing", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Addressing", "Timestamps", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSwift
         ),
         // The same store on a PostgreSQL server (postgres-nio), shared by a fleet of vmctl clients.
@@ -159,12 +164,13 @@ let package = Package(
         ),
         .testTarget(
             name: "LibvirtXMLTests",
-            dependencies: ["LibvirtXML", "Addressing", "TestSupport"],
+            dependencies: ["LibvirtXML", "Addressing", "Timestamps", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "AllocationStoreTests",
-            dependencies: ["AllocationStore", "PostgresStore", "Addressing", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["AllocationStore", "PostgresStore", "Addressing", "Timestamps", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strictSwift
         ),
         .testTarget(

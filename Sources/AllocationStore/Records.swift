@@ -3,7 +3,7 @@ public import Foundation
 public import GRDB
 
 /// An address pool as the store keeps it.
-public struct Pool: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+public struct Pool: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord, StoredRecord {
     public static let databaseTableName = "pool"
 
     /// The pool's name, unique in the store.
@@ -27,7 +27,7 @@ public struct Pool: Codable, Sendable, Equatable, FetchableRecord, PersistableRe
 }
 
 /// One address handed to one owner: at most one row per (network, address), ever.
-public struct Allocation: Codable, Sendable, Equatable, Hashable, FetchableRecord, MutablePersistableRecord {
+public struct Allocation: Codable, Sendable, Equatable, Hashable, FetchableRecord, MutablePersistableRecord, StoredRecord {
     public static let databaseTableName = "allocation"
 
     public var id: Int64?
@@ -66,7 +66,7 @@ public struct Allocation: Codable, Sendable, Equatable, Hashable, FetchableRecor
 }
 
 /// A host port forwarded to a guest's port on a network (DNAT), at most one per protocol and port.
-public struct PortForward: Codable, Sendable, Equatable, Hashable, FetchableRecord, MutablePersistableRecord {
+public struct PortForward: Codable, Sendable, Equatable, Hashable, FetchableRecord, MutablePersistableRecord, StoredRecord {
     public static let databaseTableName = "portForward"
 
     public var id: Int64?
@@ -97,7 +97,7 @@ public struct PortForward: Codable, Sendable, Equatable, Hashable, FetchableReco
 /// Written before the first step that changes anything and deleted when the VM is running, so a
 /// row whose process is gone is a create that never finished: `vmctl doctor --fix` undoes it. The
 /// name is unique: two creates of one name never run at once.
-public struct PendingCreate: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+public struct PendingCreate: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord, StoredRecord {
     public static let databaseTableName = "pendingCreate"
 
     /// The VM's name.
@@ -128,7 +128,7 @@ public struct PendingCreate: Codable, Sendable, Equatable, FetchableRecord, Pers
 
 /// A base image vmctl keeps as a volume in a storage pool: pulled or imported, checked, and
 /// read-only; VMs stand on it through qcow2 overlays.
-public struct ImageRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+public struct ImageRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord, StoredRecord {
     public static let databaseTableName = "image"
 
     public var name: String
@@ -164,6 +164,6 @@ public struct ImageRecord: Codable, Sendable, Equatable, FetchableRecord, Persis
     }
 }
 
-extension HostRecord: FetchableRecord, PersistableRecord {
+extension HostRecord: FetchableRecord, PersistableRecord, StoredRecord {
     public static let databaseTableName = "host"
 }

@@ -1,5 +1,6 @@
 public import Addressing
 public import Foundation
+import Timestamps
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
@@ -334,12 +335,17 @@ extension XMLElement {
     func child(_ name: String) -> XMLElement? { elements(forName: name).first }
 }
 
+/// ISO 8601 as `Date.ISO8601FormatStyle` writes it, through ``UTCTime``: the format style's
+/// calendar looks the current time zone up in ICU (memory every create and list would map).
 private func timestamp(_ date: Date) -> String {
-    date.formatted(.iso8601)
+    UTCTime(Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))).iso8601
 }
 
+/// What ``timestamp(_:)`` writes, else any ISO 8601 text Foundation reads (an offset, fractions).
 private func parseTimestamp(_ text: String) -> Date? {
-    try? Date(text.trimmingCharacters(in: .whitespacesAndNewlines), strategy: .iso8601)
+    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    if let time = UTCTime(iso8601: trimmed) { return time.date }
+    return try? Date(trimmed, strategy: .iso8601)
 }
 
 /// A libvirt memory size in `unit` as KiB.
