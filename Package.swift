@@ -118,7 +118,7 @@ let package = Package(
         .target(
             name: "VMCtlCommands",
             dependencies: [
-                "Provisioning", "Addressing", "BuildInfo",
+                "Provisioning", "Addressing", "BuildInfo", "Timestamps",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

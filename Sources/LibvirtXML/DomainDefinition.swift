@@ -338,7 +338,7 @@ extension XMLElement {
 /// ISO 8601 as `Date.ISO8601FormatStyle` writes it, through ``UTCTime``: the format style's
 /// calendar looks the current time zone up in ICU (memory every create and list would map).
 private func timestamp(_ date: Date) -> String {
-    UTCTime(Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))).iso8601
+    UTCTime.iso8601(date)
 }
 
 /// What ``timestamp(_:)`` writes, else any ISO 8601 text Foundation reads (an offset, fractions).

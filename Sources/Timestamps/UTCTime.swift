@@ -41,6 +41,12 @@ public struct UTCTime: Sendable, Equatable {
     /// `yyyy-MM-ddTHH:mm:ssZ`, what `Date.ISO8601FormatStyle` writes by default (no milliseconds).
     public var iso8601: String { "\(datePart)T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2))Z" }
 
+    /// `date` as `Date.ISO8601FormatStyle` (and JSONEncoder's `.iso8601`) writes it: the second it
+    /// falls in, never rounded up.
+    public static func iso8601(_ date: Date) -> String {
+        UTCTime(Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))).iso8601
+    }
+
     /// Reads ``databaseText``; `nil` for any other shape.
     public init?(databaseText text: String) {
         self.init(text, separator: " ", milliseconds: true, zone: false)

@@ -1,5 +1,6 @@
 import Foundation
 import Provisioning
+import Timestamps
 
 /// A result a command prints: JSON from its Encodable model (Provisioning's, or one of the small
 /// models below), text and names (for `-q`) built here. The one place where results become text.
@@ -28,7 +29,11 @@ enum Output {
         case .json:
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            encoder.dateEncodingStrategy = .iso8601
+            // What `.iso8601` writes, without its calendar's ICU time zone lookup (Timestamps).
+            encoder.dateEncodingStrategy = .custom { date, encoder in
+                var container = encoder.singleValueContainer()
+                try container.encode(UTCTime.iso8601(date))
+            }
             return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
         }
     }
@@ -72,7 +77,7 @@ extension VMView: Renderable {
         var rows: [(String, String)] = [
             ("name", name), ("uuid", uuid), ("state", state), ("vcpus", "\(vcpus)"), ("memory", "\(memoryMiB) MiB"),
             ("labels", labelText.ifEmpty("-")),
-            ("expires", expiresAt.map { $0.formatted(.iso8601) } ?? "-"),
+            ("expires", expiresAt.map { UTCTime.iso8601($0) } ?? "-"),
         ]
         if let host { rows.insert(("host", host), at: 1) }
         for (index, interface) in interfaces.enumerated() {
@@ -95,7 +100,7 @@ extension VMTable: Renderable {
             [vm.name] + (hosts ? [vm.host ?? "-"] : []) + [vm.state, "\(vm.vcpus)", "\(vm.memoryMiB)M",
              vm.interfaces.flatMap(\.addresses).joined(separator: ",").ifEmpty("-"),
              vm.labelText.ifEmpty("-"),
-             vm.expiresAt.map { $0.formatted(.iso8601) } ?? "-"]
+             vm.expiresAt.map { UTCTime.iso8601($0) } ?? "-"]
         })
     }
     var names: [String] { vms.map(\.name) }

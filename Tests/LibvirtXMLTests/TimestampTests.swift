@@ -12,7 +12,7 @@ struct TimestampTests {
         // 1970 to 2200, with fractions of a second: the cut to seconds must match.
         await propertyCheck(count: 2000, input: Gen.int64(in: 0...7_258_118_400), Gen.int(in: 0...999_999)) { seconds, microseconds in
             let date = Date(timeIntervalSince1970: Double(seconds) + Double(microseconds) / 1_000_000)
-            let ours = UTCTime(Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))).iso8601
+            let ours = UTCTime.iso8601(date)
             #expect(ours == date.formatted(.iso8601), "\(date.timeIntervalSince1970)")
             #expect(UTCTime(iso8601: ours)?.date == (try? Date(ours, strategy: .iso8601)), "\(ours)")
         }

@@ -117,3 +117,26 @@ struct CommandLineTests {
         #expect(error.description == "cannot do it: first second; try again")
     }
 }
+
+/// A value with dates, rendered as every verb's JSON renders them.
+private struct Dated: Renderable {
+    var created: Date
+    var expires: Date?
+    var text: String { "" }
+    var names: [String] { [] }
+}
+
+@Suite("JSON dates")
+struct JSONDateTests {
+    @Test("dates in the JSON output are what JSONEncoder's .iso8601 writes, whole seconds in UTC")
+    func sameAsISO8601Strategy() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        for seconds in [0, 1_796_663_370.999_9, 1_796_663_370.000_1, 4_102_444_799.5] {
+            let value = Dated(created: Date(timeIntervalSince1970: seconds), expires: seconds > 1 ? Date(timeIntervalSince1970: seconds + 86_400) : nil)
+            #expect(try Output.render(value, as: .json) == String(decoding: try encoder.encode(value), as: UTF8.self) + "\n")
+        }
+        #expect(try Output.render(Dated(created: Date(timeIntervalSince1970: 1_796_663_370.9)), as: .json).contains("\"2026-12-07T17:09:30Z\""))
+    }
+}
