@@ -9,14 +9,14 @@ public final class Domain: @unchecked Sendable {
     let handle: OpaquePointer
     /// The domain's name. The corresponding C function is `virDomainGetName`.
     public let name: String
-    /// The domain's UUID. The corresponding C function is `virDomainGetUUIDString`.
+    /// The domain's UUID. The corresponding C function is `virDomainGetUUID`.
     public let uuid: UUID
 
     /// Wraps a handle this object now owns.
     init(owning handle: OpaquePointer) {
         self.handle = handle
         self.name = virDomainGetName(handle).map { String(cString: $0) } ?? ""
-        self.uuid = uuidString(of: handle, virDomainGetUUIDString)
+        self.uuid = readUUID(of: handle, virDomainGetUUID)
     }
 
     deinit { virDomainFree(handle) }
@@ -440,14 +440,14 @@ extension Connection {
     }
 }
 
-/// Reads an object's UUID through one of libvirt's `vir*GetUUIDString` functions (no round trip).
-func uuidString(
-    of handle: OpaquePointer, _ read: (OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int32
-) -> UUID {
-    var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-    let text: String = buffer.withUnsafeMutableBufferPointer { raw in
-        guard read(handle, raw.baseAddress) == 0, let base = raw.baseAddress else { return "" }
-        return String(cString: base)
+/// Reads an object's UUID through one of libvirt's `vir*GetUUID` functions (no round trip), as
+/// its 16 bytes: the string form costs libvirt a formatting (16 `%02x`) and Foundation a parse
+/// (sscanf), 15k instructions a handle, and `list` makes 800 handles for 200 domains.
+func readUUID(of handle: OpaquePointer, _ read: (OpaquePointer?, UnsafeMutablePointer<UInt8>?) -> Int32) -> UUID {
+    var bytes = [UInt8](repeating: 0, count: Int(VIR_UUID_BUFLEN))
+    guard bytes.withUnsafeMutableBufferPointer({ read(handle, $0.baseAddress) }) == 0 else {
+        return UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
     }
-    return UUID(uuidString: text) ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                       bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
 }

@@ -104,7 +104,7 @@ private let lifecycleCallback: @convention(c) (
     // The domain handle is borrowed for the callback's duration: copy what we need, free nothing.
     let name = virDomainGetName(domain).map { String(cString: $0) } ?? ""
     sink.continuation.yield(DomainEvent(
-        domainName: name, domainUUID: uuidString(of: domain, virDomainGetUUIDString),
+        domainName: name, domainUUID: readUUID(of: domain, virDomainGetUUID),
         kind: DomainEvent.Kind(rawValue: event), detail: detail))
     return 0
 }

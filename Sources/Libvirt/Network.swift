@@ -8,13 +8,13 @@ public final class Network: @unchecked Sendable {
     let handle: OpaquePointer
     /// The network's name. The corresponding C function is `virNetworkGetName`.
     public let name: String
-    /// The network's UUID. The corresponding C function is `virNetworkGetUUIDString`.
+    /// The network's UUID. The corresponding C function is `virNetworkGetUUID`.
     public let uuid: UUID
 
     init(owning handle: OpaquePointer) {
         self.handle = handle
         self.name = virNetworkGetName(handle).map { String(cString: $0) } ?? ""
-        self.uuid = uuidString(of: handle, virNetworkGetUUIDString)
+        self.uuid = readUUID(of: handle, virNetworkGetUUID)
     }
 
     deinit { virNetworkFree(handle) }

@@ -8,13 +8,13 @@ public final class StoragePool: @unchecked Sendable {
     let handle: OpaquePointer
     /// The pool's name. The corresponding C function is `virStoragePoolGetName`.
     public let name: String
-    /// The pool's UUID. The corresponding C function is `virStoragePoolGetUUIDString`.
+    /// The pool's UUID. The corresponding C function is `virStoragePoolGetUUID`.
     public let uuid: UUID
 
     init(owning handle: OpaquePointer) {
         self.handle = handle
         self.name = virStoragePoolGetName(handle).map { String(cString: $0) } ?? ""
-        self.uuid = uuidString(of: handle, virStoragePoolGetUUIDString)
+        self.uuid = readUUID(of: handle, virStoragePoolGetUUID)
     }
 
     deinit { virStoragePoolFree(handle) }
