@@ -118,6 +118,47 @@ struct CommandLineTests {
     }
 }
 
+/// Every shape the JSON output has: nested objects, arrays and maps (empty too), optionals,
+/// dates, numbers, and strings that need escaping.
+private struct Shapes: Renderable, Hashable {
+    struct Interface: Encodable, Hashable {
+        var mac: String?
+        var addresses: [String]
+    }
+    var name: String
+    var created: Date
+    var expires: Date?
+    var memory: UInt64
+    var vcpus: Int
+    var ratio: Double
+    var running: Bool
+    var labels: [String: String]
+    var interfaces: [Interface]
+    var empty: [Interface] = []
+    var nothing: [String: Int] = [:]
+    var host: String?
+    var text: String { "" }
+    var names: [String] { [] }
+
+    /// nil written as null, as vmctl's models write their optionals.
+    enum CodingKeys: String, CodingKey { case name, created, expires, memory, vcpus, ratio, running, labels, interfaces, empty, nothing, host }
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(created, forKey: .created)
+        try container.encode(expires, forKey: .expires)
+        try container.encode(memory, forKey: .memory)
+        try container.encode(vcpus, forKey: .vcpus)
+        try container.encode(ratio, forKey: .ratio)
+        try container.encode(running, forKey: .running)
+        try container.encode(labels, forKey: .labels)
+        try container.encode(interfaces, forKey: .interfaces)
+        try container.encode(empty, forKey: .empty)
+        try container.encode(nothing, forKey: .nothing)
+        try container.encodeIfPresent(host, forKey: .host)
+    }
+}
+
 /// A value with dates, rendered as every verb's JSON renders them.
 private struct Dated: Renderable {
     var created: Date
@@ -138,5 +179,36 @@ struct JSONDateTests {
             #expect(try Output.render(value, as: .json) == String(decoding: try encoder.encode(value), as: UTF8.self) + "\n")
         }
         #expect(try Output.render(Dated(created: Date(timeIntervalSince1970: 1_796_663_370.9)), as: .json).contains("\"2026-12-07T17:09:30Z\""))
+    }
+}
+
+@Suite("JSON output")
+struct JSONOutputTests {
+    static func foundation(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+    }
+
+    @Test("vmctl's JSON is JSONEncoder's, byte for byte, for every shape the models have")
+    func sameAsJSONEncoder() throws {
+        let awkward = "a\"b\\c/d\n\r\t\u{08}\u{0C}\u{01}\u{1F}\u{7F} é 日本 🙂"
+        let values = [
+            Shapes(name: "web1", created: Date(timeIntervalSince1970: 1_796_663_370.75), expires: nil, memory: 1 << 40, vcpus: 2, ratio: 1.5,
+                   running: true, labels: ["ci": "1234", "b": awkward, "B": "", "a-1": "x", "a10": "y", "a2": "z", "é": "1"],
+                   interfaces: [.init(mac: "52:54:00:12:34:56", addresses: ["192.0.2.10", "2001:db8::10"]), .init(mac: nil, addresses: [])],
+                   host: "hv1"),
+            Shapes(name: awkward, created: Date(timeIntervalSince1970: 0), expires: Date(timeIntervalSince1970: 4_102_444_799.999), memory: 0,
+                   vcpus: -1, ratio: 2, running: false, labels: [:], interfaces: [], nothing: ["k": 1], host: nil),
+        ]
+        for value in values {
+            #expect(try Output.render(value, as: .json) == Self.foundation(value))
+        }
+        #expect(try Output.render(NameList(list: []), as: .json) == Self.foundation([String]()))
+        #expect(try Output.render(NameList(list: ["a", "b"]), as: .json) == Self.foundation(["a", "b"]))
+        let report = try Output.render(Shapes(name: "x", created: Date(), expires: nil, memory: 1, vcpus: 1, ratio: 0.1, running: true, labels: [:],
+                                              interfaces: []), as: .json)
+        #expect(report.contains("\"ratio\" : 0.1"))
     }
 }
