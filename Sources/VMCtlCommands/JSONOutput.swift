@@ -35,6 +35,8 @@ private final class Slot {
             content = .scalar(quoted(UTCTime.iso8601(value as! Date)))
         } else if T.self == String.self {
             content = .scalar(quoted(value as! String))
+        } else if T.self == URL.self {
+            content = .scalar(quoted((value as! URL).absoluteString))  // as JSONEncoder writes a URL
         } else {
             try value.encode(to: SlotEncoder(slot: self))
         }
@@ -113,8 +115,11 @@ private func appendQuoted(_ text: [UInt8], to output: inout [UInt8]) {
     output.append(UInt8(ascii: "\""))
 }
 
-private func number(_ value: Double) -> String {
-    guard value.isFinite else { return String(value) }
+/// A number as JSONEncoder writes it; like it, no NaN or infinity.
+private func number(_ value: Double) throws -> String {
+    guard value.isFinite else {
+        throw EncodingError.invalidValue(value, .init(codingPath: [], debugDescription: "\(value) is not valid in JSON"))
+    }
     let text = String(value)
     return text.hasSuffix(".0") ? String(text.dropLast(2)) : text
 }
@@ -156,8 +161,8 @@ private struct KeyedSlot<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encodeNil(forKey key: Key) throws { put("null", key) }
     mutating func encode(_ value: Bool, forKey key: Key) throws { put(value ? "true" : "false", key) }
     mutating func encode(_ value: String, forKey key: Key) throws { put(quoted(value), key) }
-    mutating func encode(_ value: Double, forKey key: Key) throws { put(number(value), key) }
-    mutating func encode(_ value: Float, forKey key: Key) throws { put(number(Double(value)), key) }
+    mutating func encode(_ value: Double, forKey key: Key) throws { put(try number(value), key) }
+    mutating func encode(_ value: Float, forKey key: Key) throws { put(try number(Double(value)), key) }
     mutating func encode(_ value: Int, forKey key: Key) throws { put(String(value), key) }
     mutating func encode(_ value: Int8, forKey key: Key) throws { put(String(value), key) }
     mutating func encode(_ value: Int16, forKey key: Key) throws { put(String(value), key) }
@@ -229,8 +234,8 @@ extension ScalarSink {
     mutating func encodeNil() throws { put("null") }
     mutating func encode(_ value: Bool) throws { put(value ? "true" : "false") }
     mutating func encode(_ value: String) throws { put(quoted(value)) }
-    mutating func encode(_ value: Double) throws { put(number(value)) }
-    mutating func encode(_ value: Float) throws { put(number(Double(value))) }
+    mutating func encode(_ value: Double) throws { put(try number(value)) }
+    mutating func encode(_ value: Float) throws { put(try number(Double(value))) }
     mutating func encode(_ value: Int) throws { put(String(value)) }
     mutating func encode(_ value: Int8) throws { put(String(value)) }
     mutating func encode(_ value: Int16) throws { put(String(value)) }

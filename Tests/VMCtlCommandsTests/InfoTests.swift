@@ -210,5 +210,8 @@ struct JSONOutputTests {
         let report = try Output.render(Shapes(name: "x", created: Date(), expires: nil, memory: 1, vcpus: 1, ratio: 0.1, running: true, labels: [:],
                                               interfaces: []), as: .json)
         #expect(report.contains("\"ratio\" : 0.1"))
+        #expect(try Output.render(NameList(list: ["https://example.org/a b"]), as: .json) == Self.foundation(["https://example.org/a b"]))
+        #expect(try JSONOutput.text(of: [URL(string: "https://example.org/a/b?c=1")!]) + "\n" == Self.foundation([URL(string: "https://example.org/a/b?c=1")!]))
+        #expect(throws: EncodingError.self) { try JSONOutput.text(of: [Double.nan]) }
     }
 }
