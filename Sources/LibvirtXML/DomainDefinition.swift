@@ -319,8 +319,7 @@ struct ParsedElement: Equatable {
 
         func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
                     qualifiedName: String?, attributes: [String: String] = [:]) {
-            let name = elementName.lastIndex(of: ":").map { String(elementName[elementName.index(after: $0)...]) } ?? elementName
-            open.append(ParsedElement(name: name, attributes: attributes))
+            open.append(ParsedElement(name: ElementScanner.local(elementName), attributes: attributes))
         }
 
         func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName: String?) {
@@ -508,8 +507,8 @@ struct ElementScanner {
     private func peek() -> UInt8? { position < bytes.count ? bytes[position] : nil }
     private mutating func advance() { position += 1 }
 
-    /// An element's name without its namespace prefix.
-    private static func local(_ name: String) -> String {
+    /// An element's name without its namespace prefix (both readers name elements so).
+    static func local(_ name: String) -> String {
         name.lastIndex(of: ":").map { String(name[name.index(after: $0)...]) } ?? name
     }
 }
