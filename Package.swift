@@ -159,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AddressingTests",
-            dependencies: ["Addressing"],
+            dependencies: ["Addressing", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strictSwift
         ),
         .testTarget(

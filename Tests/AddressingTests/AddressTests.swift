@@ -1,5 +1,6 @@
 import Addressing
 import Foundation
+import PropertyBased
 import Testing
 
 @Suite("Addresses")
@@ -12,6 +13,38 @@ struct AddressTests {
     func ipv4(text: String, valid: Bool) {
         #expect((IPv4Address(text) != nil) == valid)
         if valid { #expect(IPv4Address(text)?.description == text) }
+    }
+
+    @Test("IPv4 reads what inet_pton reads, and every address it prints")
+    func ipv4AsInetPton() async {
+        // glibc's inet_pton: four decimal octets of at most 255, no leading zero, nothing else.
+        let characters = Gen<Character?>.element(of: Array("0123456789.-+ a")).map { $0 ?? "0" }
+        await propertyCheck(count: 3000, input: characters.string(of: 0...17)) { text in
+            var raw = in_addr()
+            let expected = inet_pton(AF_INET, text, &raw) == 1 ? UInt32(bigEndian: raw.s_addr) : nil
+            #expect(IPv4Address(text)?.value == expected, "\(text)")
+        }
+        await propertyCheck(count: 1000, input: Gen.uint32()) { value in
+            #expect(IPv4Address(IPv4Address(value).description)?.value == value)
+        }
+    }
+
+    @Test("MACs read six hex pairs between colons or dashes, as the reader split by separators did")
+    func macAsSplit() async {
+        func split(_ text: String) -> [UInt8]? {
+            let parts = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == ":" || $0 == "-" }).map(String.init)
+            guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) }) else { return nil }
+            return parts.compactMap { UInt8($0, radix: 16) }
+        }
+        let characters = Gen<Character?>.element(of: Array("0aF9fg:-:")).map { $0 ?? "0" }
+        await propertyCheck(count: 3000, input: characters.string(of: 14...19)) { text in
+            #expect(MACAddress(text)?.bytes == split(text), "\(text)")
+        }
+        await propertyCheck(count: 1000, input: Gen.uint8().array(of: 6)) { bytes in
+            let mac = MACAddress(bytes: bytes)!
+            #expect(MACAddress(mac.description) == mac)
+            #expect(MACAddress(mac.description.uppercased().replacingOccurrences(of: ":", with: "-")) == mac)
+        }
     }
 
     @Test("IPv6 parses every RFC 4291 form and prints RFC 5952", arguments: [
