@@ -229,51 +229,61 @@ public struct VMMetadata: Sendable, Equatable {
 
     private init(root: ParsedElement) throws(XMLProblem) {
         func attribute(_ element: ParsedElement, _ name: String) throws(XMLProblem) -> String {
-            guard let value = element.attributes[name] else {
+            guard let value = element[attribute: name] else {
                 throw XMLProblem("vmctl metadata: <\(element.name)> has no \(name)")
             }
             return value
         }
-        guard let created = root.children("created").first.flatMap({ parseTimestamp($0.text) }) else {
+        guard let created = root.child("created").flatMap({ parseTimestamp($0.text) }) else {
             throw XMLProblem("vmctl metadata without a valid <created>")
         }
         createdAt = created
-        expiresAt = root.children("expires").first.flatMap { parseTimestamp($0.text) }
+        expiresAt = root.child("expires").flatMap { parseTimestamp($0.text) }
         var labels: [String: String] = [:]
-        for label in root.children("label") { labels[try attribute(label, "key")] = label.text }
-        self.labels = labels
-        image = root.children("image").first?.text
-        sshUser = root.children("ssh").first?.attributes["user"]
-        host = root.children("host").first?.attributes["name"]
         var volumes: [Volume] = []
-        for volume in root.children("volume") {
-            volumes.append(Volume(pool: try attribute(volume, "pool"), name: try attribute(volume, "name"),
-                                  path: try attribute(volume, "path"), role: try attribute(volume, "role")))
-        }
-        self.volumes = volumes
         var addresses: [Address] = []
-        for address in root.children("address") {
-            guard let ip = IPAddress(try attribute(address, "ip")), let mac = MACAddress(try attribute(address, "mac")) else {
-                throw XMLProblem("vmctl metadata: an <address> with an invalid ip or mac")
-            }
-            addresses.append(Address(pool: try attribute(address, "pool"), network: try attribute(address, "network"),
-                                     address: ip, mac: mac))
-        }
-        self.addresses = addresses
-        devices = try root.children("devices").first.map { devices throws(XMLProblem) in
-            var disks: [DomainDefinition.Disk] = []
-            for disk in devices.children("disk") {
-                disks.append(DomainDefinition.Disk(device: try attribute(disk, "device"), target: try attribute(disk, "target"),
-                                                   path: disk.attributes["path"], format: disk.attributes["format"], backingPath: nil))
-            }
-            var interfaces: [DomainDefinition.Interface] = []
-            for nic in devices.children("nic") {
-                let mac = try nic.attributes["mac"].map { text throws(XMLProblem) in
-                    guard let mac = MACAddress(text) else { throw XMLProblem("vmctl metadata: a <nic> with an invalid mac") }
-                    return mac
+        // One pass over the children, in the order they came.
+        for element in root.elements {
+            switch element.name {
+            case "label":
+                labels[try attribute(element, "key")] = element.text
+            case "volume":
+                volumes.append(Volume(pool: try attribute(element, "pool"), name: try attribute(element, "name"),
+                                      path: try attribute(element, "path"), role: try attribute(element, "role")))
+            case "address":
+                guard let ip = IPAddress(try attribute(element, "ip")), let mac = MACAddress(try attribute(element, "mac")) else {
+                    throw XMLProblem("vmctl metadata: an <address> with an invalid ip or mac")
                 }
-                interfaces.append(DomainDefinition.Interface(type: try attribute(nic, "type"), network: nic.attributes["network"],
-                                                             mac: mac, model: nic.attributes["model"]))
+                addresses.append(Address(pool: try attribute(element, "pool"), network: try attribute(element, "network"),
+                                         address: ip, mac: mac))
+            default:
+                break
+            }
+        }
+        self.labels = labels
+        self.volumes = volumes
+        self.addresses = addresses
+        image = root.child("image")?.text
+        sshUser = root.child("ssh")?[attribute: "user"]
+        host = root.child("host")?[attribute: "name"]
+        devices = try root.child("devices").map { devices throws(XMLProblem) in
+            var disks: [DomainDefinition.Disk] = []
+            var interfaces: [DomainDefinition.Interface] = []
+            for device in devices.elements {
+                switch device.name {
+                case "disk":
+                    disks.append(DomainDefinition.Disk(device: try attribute(device, "device"), target: try attribute(device, "target"),
+                                                       path: device[attribute: "path"], format: device[attribute: "format"], backingPath: nil))
+                case "nic":
+                    let mac = try device[attribute: "mac"].map { text throws(XMLProblem) in
+                        guard let mac = MACAddress(text) else { throw XMLProblem("vmctl metadata: a <nic> with an invalid mac") }
+                        return mac
+                    }
+                    interfaces.append(DomainDefinition.Interface(type: try attribute(device, "type"), network: device[attribute: "network"],
+                                                                 mac: mac, model: device[attribute: "model"]))
+                default:
+                    break
+                }
             }
             return Devices(disks: disks, interfaces: interfaces)
         }
@@ -287,13 +297,33 @@ public struct VMMetadata: Sendable, Equatable {
 struct ParsedElement: Equatable {
     /// The name without its namespace prefix.
     var name: String
-    var attributes: [String: String]
+    /// In the order the text has them (a few each: a list is cheaper to make and search than a
+    /// dictionary, and `list` makes thousands).
+    var attributes: [Attribute] = []
     /// The text directly inside it.
     var text = ""
     var elements: [ParsedElement] = []
 
+    struct Attribute: Equatable {
+        var name: String
+        var value: String
+    }
+
+    /// The value of the attribute called `name`.
+    subscript(attribute name: String) -> String? { attributes.first { $0.name == name }?.value }
+
+    /// The first child element called `name`.
+    func child(_ name: String) -> ParsedElement? { elements.first { $0.name == name } }
+
     /// The child elements called `name`.
     func children(_ name: String) -> [ParsedElement] { elements.filter { $0.name == name } }
+
+    /// Equal trees whatever order the attributes came in (Foundation's parser hands them over
+    /// as a dictionary).
+    static func == (lhs: ParsedElement, rhs: ParsedElement) -> Bool {
+        lhs.name == rhs.name && lhs.text == rhs.text && lhs.elements == rhs.elements && lhs.attributes.count == rhs.attributes.count
+            && lhs.attributes.allSatisfy { rhs[attribute: $0.name] == $0.value }
+    }
 
     /// The root element of `xml`, or `nil` when it is not well-formed XML.
     static func parse(_ xml: String) -> ParsedElement? {
@@ -319,7 +349,8 @@ struct ParsedElement: Equatable {
 
         func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
                     qualifiedName: String?, attributes: [String: String] = [:]) {
-            open.append(ParsedElement(name: ElementScanner.local(elementName), attributes: attributes))
+            open.append(ParsedElement(name: ElementScanner.local(elementName),
+                                      attributes: attributes.map { ParsedElement.Attribute(name: $0.key, value: $0.value) }))
         }
 
         func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName: String?) {
@@ -412,7 +443,7 @@ struct ElementScanner {
         guard peek() == UInt8(ascii: "<") else { return nil }
         advance()
         guard let name = name() else { return nil }
-        var element = ParsedElement(name: Self.local(name), attributes: [:])
+        var element = ParsedElement(name: local(name))
         while true {
             let spaced = skipSpace()
             switch peek() {
@@ -434,20 +465,23 @@ struct ElementScanner {
                 advance()
                 guard let value = text(until: quote) else { return nil }
                 advance()
-                element.attributes[attribute] = value  // namespace declarations too, as Foundation's parser reports them
+                let attributeName = string(attribute)
+                // Twice the same attribute is not XML: Foundation's parser says so.
+                guard element[attribute: attributeName] == nil else { return nil }
+                element.attributes.append(.init(name: attributeName, value: value))  // namespace declarations too, as Foundation's parser reports them
             }
         }
     }
 
     /// Text and child elements up to `</name>`.
-    private mutating func content(of element: inout ParsedElement, named name: String) -> Bool {
+    private mutating func content(of element: inout ParsedElement, named name: Range<Int>) -> Bool {
         while true {
             guard let text = text(until: UInt8(ascii: "<")) else { return false }
             element.text += text
             guard position + 1 < bytes.count else { return false }
             if bytes[position + 1] == UInt8(ascii: "/") {
                 position += 2
-                guard self.name() == name else { return false }
+                guard let closing = self.name(), bytes[closing].elementsEqual(bytes[name]) else { return false }
                 skipSpace()
                 guard peek() == UInt8(ascii: ">") else { return false }
                 advance()
@@ -461,14 +495,21 @@ struct ElementScanner {
     /// Text up to (not including) `end`, its references resolved; `nil` at the end of the input,
     /// at a `<` inside an attribute, and at a reference it does not know.
     private mutating func text(until end: UInt8) -> String? {
-        var result: [UInt8] = []
+        // Most text has no reference: one copy of its bytes.
+        let start = position
+        while let byte = peek(), byte != UInt8(ascii: "&") {
+            if byte == end { return string(start..<position) }
+            if byte == UInt8(ascii: "<") || byte == UInt8(ascii: ">") && end != UInt8(ascii: "<") { return nil }
+            advance()
+        }
+        var result = Array(bytes[start..<position])
         while let byte = peek() {
             if byte == end { return String(decoding: result, as: UTF8.self) }
             if byte == UInt8(ascii: "<") || byte == UInt8(ascii: ">") && end != UInt8(ascii: "<") { return nil }
             advance()
             guard byte == UInt8(ascii: "&") else { result.append(byte); continue }
             guard let semicolon = bytes[position...].firstIndex(of: UInt8(ascii: ";")), semicolon - position <= 10 else { return nil }
-            let reference = String(decoding: bytes[position..<semicolon], as: UTF8.self)
+            let reference = string(position..<semicolon)
             position = semicolon + 1
             switch reference {
             case "lt": result.append(UInt8(ascii: "<"))
@@ -486,16 +527,23 @@ struct ElementScanner {
         return nil
     }
 
-    /// A name: letters, digits and `_:.-`, or non-ASCII.
-    private mutating func name() -> String? {
+    /// A name, where it stands: letters, digits and `_:.-`, or non-ASCII.
+    private mutating func name() -> Range<Int>? {
         let start = position
         while let byte = peek(), byte >= 0x80 || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
                 || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ":")
                 || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-") {
             advance()
         }
-        return position > start ? String(decoding: bytes[start..<position], as: UTF8.self) : nil
+        return position > start ? start..<position : nil
     }
+
+    /// The name at `range` without its namespace prefix.
+    private func local(_ range: Range<Int>) -> String {
+        string((bytes[range].lastIndex(of: UInt8(ascii: ":")).map { $0 + 1 } ?? range.lowerBound)..<range.upperBound)
+    }
+
+    private func string(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
 
     @discardableResult
     private mutating func skipSpace() -> Bool {
@@ -509,6 +557,6 @@ struct ElementScanner {
 
     /// An element's name without its namespace prefix (both readers name elements so).
     static func local(_ name: String) -> String {
-        name.lastIndex(of: ":").map { String(name[name.index(after: $0)...]) } ?? name
+        name.utf8.lastIndex(of: UInt8(ascii: ":")).map { String(name[name.utf8.index(after: $0)...]) } ?? name
     }
 }
