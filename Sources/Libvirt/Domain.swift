@@ -195,27 +195,32 @@ public final class Domain: @unchecked Sendable {
     /// then cost what libvirt's round trip costs, not a thread hop each, and the threads of
     /// several connections can share one list, each taking the next entry when it is free.
     /// `domain` gives this connection's handle of an entry (`nil`: not answered here). A domain's
-    /// failure is its entry's error; the others are still read.
+    /// failure is its entry's error; the others are still read. Each answer goes through `read`
+    /// on the same thread as it arrives (a parse there overlaps the other connections' calls);
+    /// what it returns is the entry's value, `nil` leaves the entry out.
     ///
     /// The corresponding C function is `virDomainGetMetadata` with `VIR_DOMAIN_METADATA_ELEMENT`.
-    public static func metadata(
-        namespace namespaceURI: String, taking next: @escaping @Sendable () -> Int?, domain: @escaping @Sendable (Int) -> Domain?
-    ) async -> [Int: MetadataRead] {
-        await blocking { () -> [Int: MetadataRead] in
-            var reads: [Int: MetadataRead] = [:]
+    public static func metadata<Value: Sendable>(
+        namespace namespaceURI: String, taking next: @escaping @Sendable () -> Int?, domain: @escaping @Sendable (Int) -> Domain?,
+        reading read: @escaping @Sendable (MetadataRead) -> Value?
+    ) async -> [Int: Value] {
+        await blocking { () -> [Int: Value] in
+            var values: [Int: Value] = [:]
             while let index = next() {
                 guard let domain = domain(index) else { continue }
+                let answer: MetadataRead
                 do throws(LibvirtError) {
-                    reads[index] = MetadataRead(xml: try domain.metadataElement(namespace: namespaceURI, flags: 0), error: nil)
+                    answer = MetadataRead(xml: try domain.metadataElement(namespace: namespaceURI, flags: 0), error: nil)
                 } catch {
-                    reads[index] = MetadataRead(xml: nil, error: error)
+                    answer = MetadataRead(xml: nil, error: error)
                 }
+                values[index] = read(answer)
             }
-            return reads
+            return values
         }
     }
 
-    /// One domain's answer to ``metadata(namespace:taking:domain:)``: the element (`nil` when it has none) or
+    /// One domain's answer to ``metadata(namespace:taking:domain:reading:)``: the element (`nil` when it has none) or
     /// the error of its call.
     public struct MetadataRead: Sendable {
         /// The element, or `nil` when the domain has none in the namespace (or the call failed).
@@ -425,6 +430,16 @@ extension Connection {
     public func domain(uuid: UUID) async throws(LibvirtError) -> Domain {
         try await blocking { () throws(LibvirtError) in
             Domain(owning: try check(virDomainLookupByUUIDString(self.handle, uuid.uuidString.lowercased())))
+        }
+    }
+
+    /// How many domains there are, running and defined: a count without a listing (no handle
+    /// is made), for a caller that plans by the number.
+    ///
+    /// The corresponding C functions are `virConnectNumOfDomains` and `virConnectNumOfDefinedDomains`.
+    public func domainCount() async throws(LibvirtError) -> Int {
+        try await blocking { () throws(LibvirtError) in
+            Int(try check(virConnectNumOfDomains(self.handle))) + Int(try check(virConnectNumOfDefinedDomains(self.handle)))
         }
     }
 

@@ -7,16 +7,23 @@ import Foundation
 ///   reach callers as thrown ``LibvirtError`` values instead of lines on stderr;
 /// - registers libvirt's default event loop (`virEventRegisterDefaultImpl`) and runs it
 ///   (`virEventRunDefaultImpl`) on a dedicated thread for the life of the process, as events and
-///   keepalive need.
+///   keepalive need: before the first connection that wants them opens (a connection opened
+///   without a loop never has events or keepalive).
 enum Runtime {
-    /// Runs the set-up exactly once; Swift initialises a static `let` once, thread-safely.
-    static func bootstrap() throws(LibvirtError) {
-        if let failure = bootstrapped { throw failure }
+    /// Runs the set-up exactly once, the event loop once it is first wanted; Swift initialises
+    /// a static `let` once, thread-safely.
+    static func bootstrap(events: Bool) throws(LibvirtError) {
+        if let failure = initialized { throw failure }
+        if events, let failure = eventLoop { throw failure }
     }
 
-    private static let bootstrapped: LibvirtError? = {
+    private static let initialized: LibvirtError? = {
         guard virInitialize() == 0 else { return LibvirtError.copyLast("virInitialize failed") }
         virSetErrorFunc(nil, { _, _ in })
+        return nil
+    }()
+
+    private static let eventLoop: LibvirtError? = {
         guard virEventRegisterDefaultImpl() == 0 else {
             return LibvirtError.copyLast("virEventRegisterDefaultImpl failed")
         }

@@ -22,10 +22,12 @@ public struct Session: Sendable {
     }
 
     /// Opens `uri`. With `logger` at debug level every libvirt call is logged with its duration.
-    public static func open(_ uri: String, logger: Logger, hostName: String? = nil) async throws(ProvisioningError) -> Session {
+    /// Without `events` the connection has no events and no keepalive (``Connection/open(_:readOnly:events:)``):
+    /// for a command that only reads, quickly.
+    public static func open(_ uri: String, logger: Logger, hostName: String? = nil, events: Bool = true) async throws(ProvisioningError) -> Session {
         if logger.logLevel <= .debug { Diagnostics.logLibvirtCalls(to: logger) }
         do {
-            return Session(connection: try await Connection.open(uri), uri: uri, logger: logger, hostName: hostName)
+            return Session(connection: try await Connection.open(uri, events: events), uri: uri, logger: logger, hostName: hostName)
         } catch {
             throw ProvisioningError(.libvirt, "cannot connect to \(uri): \(error.message)",
                                     hint: "check that libvirtd is running there", cause: error)

@@ -274,9 +274,25 @@ struct ReadAnswer<T: Sendable>: Sendable {
     var result: Result<T, ProvisioningError>
 }
 
-/// One connection's answers to ``VMReader/listAll()``'s metadata reads, by domain index.
-struct MetadataAnswers: Sendable {
-    var reads: [Int: Domain.MetadataRead]
+/// What a task of ``VMReader/listAll()``'s group hands back: another connection opened with
+/// its handles (`nil`: it could not open or list), or one connection's metadata, parsed, by
+/// domain index.
+enum ListingStep: Sendable {
+    case opened(SideListing?)
+    case read([Int: VMMetadata])
+}
+
+/// A connection opened beside the reader's for one listing, and its handles of the domains by
+/// UUID; both are released when the last task holding it ends.
+struct SideListing: Sendable {
+    var connection: Connection
+    var handles: [UUID: Domain]
+}
+
+/// What ``VMReader/listAll()`` gathers before it builds the rows.
+struct ListingAnswers: Sendable {
+    var records: [DomainStatistics]
+    var metadata: [Int: VMMetadata]
 }
 
 /// The next domain a connection's thread reads, shared by all of them.
@@ -320,23 +336,16 @@ extension VMReader {
     /// domains whose metadata has no devices (not vmctl's, a user's template, vmctl 0.2).
     /// Domains that vanish meanwhile are left out.
     public func listAll() async throws(ProvisioningError) -> [(Domain, DomainDefinition, Domain.State)] {
-        let records: [DomainStatistics]
-        do {
-            records = try await connection.domainStatistics([.state, .vcpu, .balloon])
-        } catch {
-            throw ProvisioningError(while: "list the VMs", error)
-        }
-        let metadata = await readMetadata(of: records.map(\.domain))
+        let answers = try await statisticsAndMetadata(sides: await sideConnectionURI())
         var rows: [(Domain, DomainDefinition, Domain.State)] = []
         var unlisted: [Domain] = []
         var states: [UUID: Domain.State] = [:]
-        for (index, record) in records.enumerated() {
+        for (index, record) in answers.records.enumerated() {
             let domain = record.domain
             if let state = record.state { states[domain.uuid] = state }
             if let state = record.state, let vcpus = record.values["vcpu.maximum"]?.unsigned,
-               let memoryKiB = record.values["balloon.maximum"]?.unsigned,
-               let xml = metadata[index]?.xml, let parsed = try? VMMetadata(xml: xml),
-               let definition = DomainDefinition(listed: domain.name, uuid: domain.uuid, memoryKiB: memoryKiB, vcpus: Int(vcpus), metadata: parsed) {
+               let memoryKiB = record.values["balloon.maximum"]?.unsigned, let metadata = answers.metadata[index],
+               let definition = DomainDefinition(listed: domain.name, uuid: domain.uuid, memoryKiB: memoryKiB, vcpus: Int(vcpus), metadata: metadata) {
                 rows.append((domain, definition, state))
             } else {
                 // Not vmctl's own writer's, or the call failed: the whole XML, as show reads it.
@@ -347,34 +356,63 @@ extension VMReader {
         return rows.sorted { $0.0.name < $1.0.name }
     }
 
-    /// vmctl's metadata element of each domain, by its index in `domains`, read over
-    /// ``metadataConnections`` connections when there are many domains and the daemon is local.
-    /// The reader's connection
-    /// starts at once; each other one joins when it has opened and listed the domains for handles
-    /// of its own. A domain an extra connection does not list (defined meanwhile) is skipped
-    /// there, and one that is not answered at all (a connection failed meanwhile) is left out:
-    /// the caller reads those whole.
-    func readMetadata(of domains: [Domain]) async -> [Int: Domain.MetadataRead] {
-        let sides = domains.count >= Self.sideConnectionThreshold ? (uri.flatMap { Self.sideConnectionsAllowed(to: $0) ? $0 : nil }) : nil
-        let queue = ReadQueue(count: domains.count)
-        let namespace = VMMetadata.namespace
-        // Plain structs out of the task group (tuples holding generic values crash release
-        // builds, see Fleet.swift).
-        return await withTaskGroup(of: MetadataAnswers.self) { group in
-            group.addTask { MetadataAnswers(reads: await Domain.metadata(namespace: namespace, taking: queue.take) { domains[$0] }) }
+    /// The URI to open more connections to for a listing: a local daemon
+    /// (``sideConnectionsAllowed(to:)``) holding at least ``sideConnectionThreshold`` domains.
+    /// Counted (two calls, no handles) before the statistics call, so that the other
+    /// connections open and list while it runs.
+    func sideConnectionURI() async -> String? {
+        guard let uri, Self.sideConnectionsAllowed(to: uri), let count = try? await connection.domainCount(),
+              count >= Self.sideConnectionThreshold else { return nil }
+        return uri
+    }
+
+    /// The statistics of every domain, and vmctl's metadata element of each, parsed, by its
+    /// index in the statistics. With `sides`, ``metadataConnections`` - 1 more connections to it
+    /// open and list the domains while the statistics call runs; the reader's connection starts
+    /// reading when the statistics are in, and each other one joins when it has its handles,
+    /// all taking the next domain from one queue. A domain another connection does not list
+    /// (defined meanwhile) is skipped there, and one whose read failed or does not parse is left
+    /// out: the caller reads those whole.
+    func statisticsAndMetadata(sides: String?) async throws(ProvisioningError) -> ListingAnswers {
+        let outcome = await withTaskGroup(of: ListingStep.self) { group -> Result<ListingAnswers, ProvisioningError> in
             for _ in 1..<(sides == nil ? 1 : Self.metadataConnections) {
                 group.addTask {
-                    // The connection lives as long as its handles, this task.
-                    guard let uri = sides, let side = try? await Connection.open(uri), let listed = try? await side.domains() else {
-                        return MetadataAnswers(reads: [:])
+                    guard let uri = sides, let side = try? await Connection.open(uri, events: false), let listed = try? await side.domains() else {
+                        return .opened(nil)
                     }
-                    let handles = Dictionary(listed.map { ($0.uuid, $0) }, uniquingKeysWith: { first, _ in first })
-                    return MetadataAnswers(reads: await Domain.metadata(namespace: namespace, taking: queue.take) { handles[domains[$0].uuid] })
+                    return .opened(SideListing(connection: side, handles: Dictionary(listed.map { ($0.uuid, $0) }, uniquingKeysWith: { first, _ in first })))
                 }
             }
-            var answers: [Int: Domain.MetadataRead] = [:]
-            for await share in group { answers.merge(share.reads) { first, _ in first } }
-            return answers
+            let records: [DomainStatistics]
+            do throws(LibvirtError) {
+                records = try await connection.domainStatistics([.state, .vcpu, .balloon])
+            } catch {
+                return .failure(ProvisioningError(while: "list the VMs", error))
+            }
+            let domains = records.map(\.domain)
+            let queue = ReadQueue(count: domains.count)
+            group.addTask { .read(await Self.readMetadata(taking: queue) { domains[$0] }) }
+            var metadata: [Int: VMMetadata] = [:]
+            for await step in group {
+                switch step {
+                case .opened(let side?):
+                    group.addTask { .read(await Self.readMetadata(taking: queue) { side.handles[domains[$0].uuid] }) }
+                case .opened(nil):
+                    break
+                case .read(let reads):
+                    metadata.merge(reads) { first, _ in first }
+                }
+            }
+            return .success(ListingAnswers(records: records, metadata: metadata))
+        }
+        return try outcome.get()
+    }
+
+    /// The metadata of the domains `queue` hands out, over the connection of `handle`'s
+    /// domains, each parsed on the calling thread as its answer arrives.
+    static func readMetadata(taking queue: ReadQueue, _ handle: @escaping @Sendable (Int) -> Domain?) async -> [Int: VMMetadata] {
+        await Domain.metadata(namespace: VMMetadata.namespace, taking: queue.take, domain: handle) { answer in
+            answer.xml.flatMap { try? VMMetadata(xml: $0) }
         }
     }
 }

@@ -38,15 +38,17 @@ public struct GlobalOptions: ParsableArguments {
     var logger: Logger { Logger(label: "vmctl") }
 
     /// Opens the connection (`--host NAME`: that fleet host's URI, from the store `state`
-    /// names), turning a failure into an error that says what to do.
-    func connect(_ state: StateOptions? = nil) async throws(ProvisioningError) -> Session {
+    /// names), turning a failure into an error that says what to do. `events: false` for a
+    /// command that only reads (``Session/open(_:logger:hostName:events:)``; a fleet host's
+    /// connection keeps its events).
+    func connect(_ state: StateOptions? = nil, events: Bool = true) async throws(ProvisioningError) -> Session {
         if let name = hostOption {
             guard name != "auto" else { throw ProvisioningError(.invalidValue, "--host auto places a new VM: it is for create and run only", hint: "name a host (vmctl host list)") }
             let opened = if let state { try await state.open() } else { try await State.open(StateOptions.environmentPath) }
             return try await Fleet.session(toHost: name, in: opened, logger: logger)
         }
         do {
-            return try await Session.open(uri, logger: logger)
+            return try await Session.open(uri, logger: logger, events: events)
         } catch {
             throw error.hinted("check that libvirtd is running there, or pass --connect URI (or set VMCTL_CONNECT)")
         }

@@ -27,7 +27,8 @@ public struct List: AsyncParsableCommand {
             for warning in warnings { Output.say("warning: \(warning)") }
             return try Output.print(table, output)
         }
-        let session = try await global.connect(state)
+        // A listing needs no events: its calls then wake no event loop.
+        let session = try await global.connect(state, events: false)
         // Names alone need one listing, not every definition.
         if output.quiet && labels.isEmpty {
             return try Output.print(NameList(list: try await session.domainNames()), output)
