@@ -22,7 +22,10 @@ enum JSONOutput {
 private final class Slot {
     enum Content {
         case empty
-        case scalar([UInt8])
+        /// A number, `true`, `false` or `null`, written as it is.
+        case literal(String)
+        /// A string, quoted and escaped when written.
+        case string(String)
         case object([(String, Slot)])
         case array([Slot])
     }
@@ -32,11 +35,11 @@ private final class Slot {
     /// own `encode(to:)`. Concrete-type checks only: casts to protocols are what cost.
     func store<T: Encodable>(_ value: T) throws {
         if T.self == Date.self {
-            content = .scalar(quoted(UTCTime.iso8601(value as! Date)))
+            content = .string(UTCTime.iso8601(value as! Date))
         } else if T.self == String.self {
-            content = .scalar(quoted(value as! String))
+            content = .string(value as! String)
         } else if T.self == URL.self {
-            content = .scalar(quoted((value as! URL).absoluteString))  // as JSONEncoder writes a URL
+            content = .string((value as! URL).absoluteString)  // as JSONEncoder writes a URL
         } else {
             try value.encode(to: SlotEncoder(slot: self))
         }
@@ -44,58 +47,70 @@ private final class Slot {
 
     func write(to output: inout [UInt8], indent: Int) {
         switch content {
-        case .scalar(let text):
-            output.append(contentsOf: text)
+        case .literal(let text):
+            output.append(contentsOf: text.utf8)
+        case .string(let text):
+            appendQuoted(text, to: &output)
         case .object(let members) where !members.isEmpty:
             output.append(UInt8(ascii: "{"))
             // Keys in UTF-8 byte order, as JSONEncoder sorts them; the last value given for a key wins.
-            let keyed = members.enumerated().map { (key: Array($0.element.0.utf8), order: $0.offset, slot: $0.element.1) }
-                .sorted { $0.key.lexicographicallyPrecedes($1.key) || ($0.key == $1.key && $0.order < $1.order) }
+            let keyed = members.enumerated().sorted { lhs, rhs in
+                lhs.element.0.utf8.lexicographicallyPrecedes(rhs.element.0.utf8)
+                    || (lhs.element.0.utf8.elementsEqual(rhs.element.0.utf8) && lhs.offset < rhs.offset)
+            }.map(\.element)
             var first = true
-            for (index, member) in keyed.enumerated() where index + 1 == keyed.count || keyed[index + 1].key != member.key {
-                output.append(contentsOf: first ? [UInt8(ascii: "\n")] : [UInt8(ascii: ","), UInt8(ascii: "\n")])
+            for (index, member) in keyed.enumerated() where index + 1 == keyed.count || !keyed[index + 1].0.utf8.elementsEqual(member.0.utf8) {
+                if !first { output.append(UInt8(ascii: ",")) }
                 first = false
-                output.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent + 2))
-                appendQuoted(member.key, to: &output)
+                newLine(&output, indent: indent + 2)
+                appendQuoted(member.0, to: &output)
                 output.append(contentsOf: " : ".utf8)
-                member.slot.write(to: &output, indent: indent + 2)
+                member.1.write(to: &output, indent: indent + 2)
             }
-            output.append(UInt8(ascii: "\n"))
-            output.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent))
+            newLine(&output, indent: indent)
             output.append(UInt8(ascii: "}"))
         case .array(let elements) where !elements.isEmpty:
             output.append(UInt8(ascii: "["))
             for (index, element) in elements.enumerated() {
-                output.append(contentsOf: index == 0 ? [UInt8(ascii: "\n")] : [UInt8(ascii: ","), UInt8(ascii: "\n")])
-                output.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent + 2))
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                newLine(&output, indent: indent + 2)
                 element.write(to: &output, indent: indent + 2)
             }
-            output.append(UInt8(ascii: "\n"))
-            output.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent))
+            newLine(&output, indent: indent)
             output.append(UInt8(ascii: "]"))
         case .array:
-            output.append(contentsOf: "[\n\n".utf8)
-            output.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent))
+            output.append(contentsOf: "[\n".utf8)
+            newLine(&output, indent: indent)
             output.append(UInt8(ascii: "]"))
         case .object, .empty:
-            output.append(contentsOf: "{\n\n".utf8)
-            output.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent))
+            output.append(contentsOf: "{\n".utf8)
+            newLine(&output, indent: indent)
             output.append(UInt8(ascii: "}"))
         }
+    }
+
+    /// A line break and `indent` spaces.
+    private func newLine(_ output: inout [UInt8], indent: Int) {
+        output.append(UInt8(ascii: "\n"))
+        for _ in 0..<indent { output.append(UInt8(ascii: " ")) }
     }
 }
 
 /// A JSON string: quotes, backslashes and control characters escaped, `/` and non-ASCII as they are.
-private func quoted(_ text: String) -> [UInt8] {
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(text.utf8.count + 2)
-    appendQuoted(Array(text.utf8), to: &bytes)
-    return bytes
-}
-
-private func appendQuoted(_ text: [UInt8], to output: inout [UInt8]) {
+private func appendQuoted(_ text: String, to output: inout [UInt8]) {
     output.append(UInt8(ascii: "\""))
-    for byte in text {
+    // Most text needs no escape: one copy of its bytes.
+    var text = text
+    let plain = text.withUTF8 { bytes in
+        guard !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return false }
+        output.append(contentsOf: bytes)
+        return true
+    }
+    if plain {
+        output.append(UInt8(ascii: "\""))
+        return
+    }
+    for byte in text.utf8 {
         switch byte {
         case UInt8(ascii: "\""): output.append(contentsOf: "\\\"".utf8)
         case UInt8(ascii: "\\"): output.append(contentsOf: "\\\\".utf8)
@@ -155,12 +170,11 @@ private struct KeyedSlot<Key: CodingKey>: KeyedEncodingContainerProtocol {
         }
         return child
     }
-    private func put(_ text: String, _ key: Key) { child(key).content = .scalar(Array(text.utf8)) }
-    private func put(_ bytes: [UInt8], _ key: Key) { child(key).content = .scalar(bytes) }
+    private func put(_ text: String, _ key: Key) { child(key).content = .literal(text) }
 
     mutating func encodeNil(forKey key: Key) throws { put("null", key) }
     mutating func encode(_ value: Bool, forKey key: Key) throws { put(value ? "true" : "false", key) }
-    mutating func encode(_ value: String, forKey key: Key) throws { put(quoted(value), key) }
+    mutating func encode(_ value: String, forKey key: Key) throws { child(key).content = .string(value) }
     mutating func encode(_ value: Double, forKey key: Key) throws { put(try number(value), key) }
     mutating func encode(_ value: Float, forKey key: Key) throws { put(try number(Double(value)), key) }
     mutating func encode(_ value: Int, forKey key: Key) throws { put(String(value), key) }
@@ -228,12 +242,11 @@ private protocol ScalarSink {
 }
 
 extension ScalarSink {
-    private func put(_ text: String) { scalarSlot().content = .scalar(Array(text.utf8)) }
-    private func put(_ bytes: [UInt8]) { scalarSlot().content = .scalar(bytes) }
+    private func put(_ text: String) { scalarSlot().content = .literal(text) }
 
     mutating func encodeNil() throws { put("null") }
     mutating func encode(_ value: Bool) throws { put(value ? "true" : "false") }
-    mutating func encode(_ value: String) throws { put(quoted(value)) }
+    mutating func encode(_ value: String) throws { scalarSlot().content = .string(value) }
     mutating func encode(_ value: Double) throws { put(try number(value)) }
     mutating func encode(_ value: Float) throws { put(try number(Double(value))) }
     mutating func encode(_ value: Int) throws { put(String(value)) }
