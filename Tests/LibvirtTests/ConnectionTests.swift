@@ -16,6 +16,22 @@ struct ConnectionTests {
         #expect(try await connection.isAlive())
     }
 
+    @Test("a connection without events counts its domains, running and defined, and lists them")
+    func countWithoutEvents() async throws {
+        // A file of the test driver is a driver of its own: no other test's domains in it.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(TestDriver.uniqueName("node")).xml")
+        try "<node>\(TestDriver.domainXML(name: "running-one"))</node>".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let connection = try await Connection.open("test://\(file.path)", events: false)
+        #expect(try await connection.domainCount() == 1)
+        let defined = try await connection.defineDomain(xml: TestDriver.domainXML(name: "defined-one"))
+        #expect(try await connection.domainCount() == 2)
+        #expect(Set(try await connection.domains().map(\.name)) == ["running-one", "defined-one"])
+        #expect(try await connection.domain(named: "running-one").isActive())
+        try await defined.undefine()
+        #expect(try await connection.domainCount() == 1)
+    }
+
     @Test("keepalive is reported unsupported by a local driver")
     func keepAliveUnsupported() async throws {
         let connection = try await TestDriver.connect()
