@@ -315,9 +315,6 @@ struct ParsedElement: Equatable {
     /// The first child element called `name`.
     func child(_ name: String) -> ParsedElement? { elements.first { $0.name == name } }
 
-    /// The child elements called `name`.
-    func children(_ name: String) -> [ParsedElement] { elements.filter { $0.name == name } }
-
     /// Equal trees whatever order the attributes came in (Foundation's parser hands them over
     /// as a dictionary).
     static func == (lhs: ParsedElement, rhs: ParsedElement) -> Bool {
