@@ -27,8 +27,9 @@ public struct List: AsyncParsableCommand {
             for warning in warnings { Output.say("warning: \(warning)") }
             return try Output.print(table, output)
         }
-        // A listing needs no events: its calls then wake no event loop.
-        let session = try await global.connect(state, events: false)
+        // A listing of a local daemon needs no events: its calls then wake no event loop. A
+        // remote one keeps them for libvirt's keepalive, which ends a call to a dead host.
+        let session = try await global.connect(state, events: !isLocal(global.uri))
         // Names alone need one listing, not every definition.
         if output.quiet && labels.isEmpty {
             return try Output.print(NameList(list: try await session.domainNames()), output)
