@@ -32,7 +32,7 @@ public final class Connection: @unchecked Sendable {
     ///   - readOnly: opens a read-only connection.
     ///   - events: whether the connection may deliver events (domain events, stream callbacks)
     ///     and send keepalives. `false` suits short runs of calls: with an event loop each call
-    ///     of a remote connection wakes the loop's thread (twice the context switches, measured
+    ///     through a daemon's socket (libvirt's remote driver) wakes the loop's thread (twice the context switches, measured
     ///     on 200 calls). Such a connection never has events, even once another one has started
     ///     the loop.
     ///
