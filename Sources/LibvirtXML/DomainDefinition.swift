@@ -496,13 +496,13 @@ struct ElementScanner {
         let start = position
         while let byte = peek(), byte != UInt8(ascii: "&") {
             if byte == end { return string(start..<position) }
-            if byte == UInt8(ascii: "<") || byte == UInt8(ascii: ">") && end != UInt8(ascii: "<") { return nil }
+            if Self.isOutOfPlace(byte, before: end) { return nil }
             advance()
         }
         var result = Array(bytes[start..<position])
         while let byte = peek() {
             if byte == end { return String(decoding: result, as: UTF8.self) }
-            if byte == UInt8(ascii: "<") || byte == UInt8(ascii: ">") && end != UInt8(ascii: "<") { return nil }
+            if Self.isOutOfPlace(byte, before: end) { return nil }
             advance()
             guard byte == UInt8(ascii: "&") else { result.append(byte); continue }
             guard let semicolon = bytes[position...].firstIndex(of: UInt8(ascii: ";")), semicolon - position <= 10 else { return nil }
@@ -522,6 +522,12 @@ struct ElementScanner {
             }
         }
         return nil
+    }
+
+    /// `<` anywhere in text, and `>` inside an attribute's value (text ends at `<`): what the
+    /// scanner leaves to Foundation's parser.
+    private static func isOutOfPlace(_ byte: UInt8, before end: UInt8) -> Bool {
+        byte == UInt8(ascii: "<") || (byte == UInt8(ascii: ">") && end != UInt8(ascii: "<"))
     }
 
     /// A name, where it stands: letters, digits and `_:.-`, or non-ASCII.
